@@ -1,0 +1,378 @@
+//! The axum router: `/graphql` (POST, GET, WebSocket, GraphiQL), `/healthz`.
+//! Handlers are thin: authenticate, attach request data, execute.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_graphql::dynamic::Schema;
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::{Data, Executor};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use crm_core::metadata::Metadata;
+use crm_core::{Actor, ErrorKind, Kernel, TenantId, TenantStore};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+use crate::context::RequestCtx;
+use crate::errors::{code_of, error_body};
+use crate::schema::{self, Limits};
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kernel: Arc<Kernel>,
+    limits: Limits,
+    /// Schema per tenant, rebuilt when the tenant's metadata changes.
+    by_tenant: Mutex<HashMap<TenantId, (Arc<Metadata>, Schema)>>,
+    /// Tenants with identical metadata share one schema.
+    by_fingerprint: Mutex<HashMap<String, Schema>>,
+}
+
+impl AppState {
+    pub fn new(kernel: Arc<Kernel>, limits: Limits) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                kernel,
+                limits,
+                by_tenant: Mutex::new(HashMap::new()),
+                by_fingerprint: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn kernel(&self) -> &Arc<Kernel> {
+        &self.inner.kernel
+    }
+
+    /// The schema of a tenant, built on first use and cached.
+    pub fn schema_for(&self, store: &TenantStore) -> Result<Schema, crm_core::Error> {
+        let metadata = store.metadata();
+        {
+            let cache = self.inner.by_tenant.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((cached, schema)) = cache.get(store.id())
+                && Arc::ptr_eq(cached, metadata)
+            {
+                return Ok(schema.clone());
+            }
+        }
+        let fingerprint = metadata.fingerprint();
+        let schema = {
+            let mut shared = self.inner.by_fingerprint.lock().unwrap_or_else(|p| p.into_inner());
+            match shared.get(&fingerprint) {
+                Some(schema) => schema.clone(),
+                None => {
+                    let schema = schema::build(metadata, &self.inner.limits)
+                        .map_err(|error| crm_core::Error::internal(format!("schema build failed: {error}")))?;
+                    shared.insert(fingerprint, schema.clone());
+                    schema
+                }
+            }
+        };
+        self.inner
+            .by_tenant
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(store.id().clone(), (metadata.clone(), schema.clone()));
+        Ok(schema)
+    }
+
+    /// Resolves `Bearer <key>` to a request context.
+    fn authenticate(&self, authorization: Option<&str>) -> Result<(Arc<TenantStore>, Actor), crm_core::Error> {
+        let key = authorization
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or_else(|| crm_core::Error::unauthenticated("missing API key: send 'Authorization: Bearer <key>'"))?;
+        let (info, store) = self.inner.kernel.authenticate(key)?;
+        Ok((store, Actor::api_key(&info.prefix)))
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+fn request_id() -> String {
+    crm_core::RecordId::generate().to_string()
+}
+
+fn json_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::to_vec(&error_body(code, message)).unwrap_or_default();
+    json_response(status, "application/json", body)
+}
+
+fn kernel_error_response(error: crm_core::Error) -> Response {
+    let status = match error.kind {
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let message = if error.kind == ErrorKind::Internal { "internal error".to_string() } else { error.message.clone() };
+    if error.kind == ErrorKind::Internal {
+        tracing::error!(error = %error.message, "internal error before execution");
+    }
+    error_response(status, error.code(), &message)
+}
+
+fn wants_graphql_response(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains(GRAPHQL_RESPONSE))
+}
+
+/// Tags errors that have no code (parse, validation and coercion errors
+/// raised by the GraphQL engine) as VALIDATION, and chooses the status.
+fn finish(mut response: async_graphql::Response, graphql_response: bool) -> Response {
+    let request_error = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|error| code_of(error).is_none());
+    for error in &mut response.errors {
+        if code_of(error).is_none() {
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", "VALIDATION");
+        }
+    }
+    let body = serde_json::to_vec(&response).unwrap_or_default();
+    if graphql_response {
+        let status = if request_error { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+        json_response(status, GRAPHQL_RESPONSE, body)
+    } else {
+        json_response(StatusCode::OK, "application/json", body)
+    }
+}
+
+async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    let (store, actor) = match state.authenticate(authorization) {
+        Ok(found) => found,
+        Err(error) => return kernel_error_response(error),
+    };
+    let schema = match state.schema_for(&store) {
+        Ok(schema) => schema,
+        Err(error) => return kernel_error_response(error),
+    };
+    let id = request_id();
+    let span = tracing::info_span!("graphql", tenant = %store.id(), request_id = %id);
+    let _enter = span.enter();
+    let request = request.data(RequestCtx::new(store, actor, id));
+    drop(_enter);
+    finish(schema.execute(request).await, wants_graphql_response(headers))
+}
+
+async fn graphql_post(State(state): State<AppState>, request: Request<Body>) -> Response {
+    let (parts, body) = request.into_parts();
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    if !content_type.starts_with("application/json") && !content_type.starts_with(GRAPHQL_RESPONSE) {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "VALIDATION",
+            "send the request as 'content-type: application/json'",
+        );
+    }
+    let limit = state.inner.limits.max_body_bytes;
+    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "VALIDATION",
+                &format!("request body exceeds the limit of {limit} bytes"),
+            );
+        }
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&bytes) {
+        Ok(request) => request,
+        Err(error) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION",
+                &format!("request body is not a GraphQL request in JSON: {error}"),
+            );
+        }
+    };
+    execute(&state, &parts.headers, request).await
+}
+
+async fn graphql_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+    request: Request<Body>,
+) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let is_upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"));
+    if is_upgrade {
+        return websocket(state, &mut parts).await;
+    }
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    let Some(query) = params.get("query") else {
+        if wants_html {
+            return Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql").finish()).into_response();
+        }
+        return error_response(StatusCode::BAD_REQUEST, "VALIDATION", "missing 'query' parameter");
+    };
+    // GET may only read (GraphQL over HTTP): refuse mutations and subscriptions.
+    let operation = params.get("operationName").cloned();
+    if let Ok(document) = async_graphql::parser::parse_query(query) {
+        let is_read = document.operations.iter().all(|(name, operation_def)| {
+            operation.as_deref().is_some_and(|wanted| name.map(|n| n.as_str()) != Some(wanted))
+                || operation_def.node.ty == async_graphql::parser::types::OperationType::Query
+        });
+        if !is_read {
+            let mut response =
+                error_response(StatusCode::METHOD_NOT_ALLOWED, "VALIDATION", "only queries may be sent with GET; use POST");
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return response;
+        }
+    }
+    let mut request = async_graphql::Request::new(query.clone());
+    if let Some(name) = operation {
+        request = request.operation_name(name);
+    }
+    if let Some(variables) = params.get("variables") {
+        match serde_json::from_str::<serde_json::Value>(variables) {
+            Ok(value) => request = request.variables(async_graphql::Variables::from_json(value)),
+            Err(error) => {
+                return error_response(StatusCode::BAD_REQUEST, "VALIDATION", &format!("'variables' is not JSON: {error}"));
+            }
+        }
+    }
+    execute(&state, &headers, request).await
+}
+
+/// A WebSocket session's tenant, known after authentication.
+struct Session {
+    schema: Schema,
+    store: Arc<TenantStore>,
+    actor: Actor,
+}
+
+/// Dispatches a WebSocket session's operations to its tenant's schema.
+#[derive(Clone)]
+struct SessionExecutor {
+    session: Arc<OnceLock<Session>>,
+}
+
+impl Executor for SessionExecutor {
+    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        match self.session.get() {
+            Some(session) => {
+                let request = request.data(RequestCtx::new(session.store.clone(), session.actor.clone(), request_id()));
+                session.schema.execute(request).await
+            }
+            None => unauthenticated_response(),
+        }
+    }
+
+    fn execute_stream(
+        &self,
+        request: async_graphql::Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, async_graphql::Response> {
+        match self.session.get() {
+            Some(session) => {
+                let request = request.data(RequestCtx::new(session.store.clone(), session.actor.clone(), request_id()));
+                session.schema.execute_stream_with_session_data(request, session_data.unwrap_or_default()).boxed()
+            }
+            None => futures::stream::once(async { unauthenticated_response() }).boxed(),
+        }
+    }
+}
+
+fn unauthenticated_response() -> async_graphql::Response {
+    let error = async_graphql::ServerError::new("missing API key: send {\"Authorization\": \"Bearer <key>\"} in connection_init", None);
+    let mut response = async_graphql::Response::from_errors(vec![error]);
+    if let Some(error) = response.errors.first_mut() {
+        error.extensions.get_or_insert_with(Default::default).set("code", "UNAUTHENTICATED");
+    }
+    response
+}
+
+async fn websocket(state: AppState, parts: &mut axum::http::request::Parts) -> Response {
+    let protocol = match GraphQLProtocol::from_request_parts(parts, &state).await {
+        Ok(protocol) => protocol,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(parts, &state).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let session: Arc<OnceLock<Session>> = Arc::new(OnceLock::new());
+    if let Some(authorization) = parts.headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()) {
+        match open_session(&state, authorization) {
+            Ok(opened) => {
+                let _ = session.set(opened);
+            }
+            Err(error) => return kernel_error_response(error),
+        }
+    }
+    let executor = SessionExecutor { session: session.clone() };
+    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| {
+        GraphQLWebSocket::new(stream, executor, protocol)
+            .on_connection_init(move |payload| {
+                let state = state.clone();
+                let session = session.clone();
+                async move {
+                    let authorization = payload
+                        .get("Authorization")
+                        .or_else(|| payload.get("authorization"))
+                        .and_then(|value| value.as_str())
+                        .map(str::to_string);
+                    match authorization {
+                        Some(authorization) => {
+                            let opened = open_session(&state, &authorization)
+                                .map_err(|error| async_graphql::Error::new(error.message))?;
+                            let _ = session.set(opened);
+                        }
+                        None if session.get().is_some() => {}
+                        None => {
+                            return Err(async_graphql::Error::new(
+                                "missing API key: send {\"Authorization\": \"Bearer <key>\"} in connection_init",
+                            ));
+                        }
+                    }
+                    Ok(Data::default())
+                }
+            })
+            .serve()
+    })
+}
+
+fn open_session(state: &AppState, authorization: &str) -> Result<Session, crm_core::Error> {
+    let (store, actor) = state.authenticate(Some(authorization))?;
+    let schema = state.schema_for(&store)?;
+    Ok(Session { schema, store, actor })
+}
+

@@ -1,0 +1,21 @@
+//! The GraphQL API of the CRM kernel: a schema built per tenant from
+//! metadata, and the axum router that serves it over HTTP and WebSocket.
+//!
+//! ```no_run
+//! # async fn demo(kernel: std::sync::Arc<crm_core::Kernel>) {
+//! let app = crm_api::router(crm_api::AppState::new(kernel, crm_api::Limits::default()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();
+//! axum::serve(listener, app).await.unwrap();
+//! # }
+//! ```
+
+mod batch;
+mod context;
+mod convert;
+mod errors;
+mod http;
+pub mod names;
+pub mod schema;
+
+pub use http::{AppState, router};
+pub use schema::Limits;

@@ -1,0 +1,493 @@
+//! The record store of one tenant: a redb file, read paths and a handle to
+//! its group-commit writer.
+//!
+//! Tables:
+//! - `records:<object>`: `u128` record id → encoded record
+//! - `index`: `object \0 field \0 value id` → `()` for every indexed field
+//! - `unique`: `object \0 field \0 value` → record id
+//! - `audit`: seq → audit entry; `audit_by_record`: `object \0 id seq` → `()`
+//! - `changes`: seq → change event
+//! - `meta`: settings such as the format version and the default pipeline
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::broadcast;
+
+use crate::audit::{AuditEntry, ChangeEvent};
+use crate::encoding::{self, decode_record};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{RecordId, TenantId};
+use crate::metadata::{Metadata, ObjectDef};
+use crate::query::{Condition, Cursor, ListQuery, Page, PageRequest, compare_records, compare_to_cursor, paginate};
+use crate::value::{Record, Value};
+use crate::writer::{self, WriteRequest, Applied, WriterHandle};
+
+pub(crate) const INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("index");
+pub(crate) const UNIQUE: TableDefinition<&[u8], u128> = TableDefinition::new("unique");
+pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+pub(crate) const AUDIT_BY_RECORD: TableDefinition<&[u8], ()> = TableDefinition::new("audit_by_record");
+pub(crate) const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The on-disk layout version of a tenant file.
+pub const TENANT_FORMAT: u64 = 1;
+
+pub(crate) fn records_table(object: &str) -> String {
+    format!("records:{object}")
+}
+
+/// Tuning of a tenant store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most write requests applied in one transaction (1 disables group commit).
+    pub max_batch: usize,
+    /// redb page cache per tenant file.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { max_batch: 1024, cache_bytes: 64 * 1024 * 1024 }
+    }
+}
+
+/// A committed change as published to live subscribers.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub event: ChangeEvent,
+    pub record: Record,
+}
+
+pub struct TenantStore {
+    id: TenantId,
+    db: Arc<Database>,
+    metadata: Arc<Metadata>,
+    writer: WriterHandle,
+    events: broadcast::Sender<Arc<Published>>,
+    reads: AtomicU64,
+}
+
+impl std::fmt::Debug for TenantStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantStore").field("id", &self.id).finish()
+    }
+}
+
+pub(crate) fn open_database(path: &Path, cache_bytes: usize) -> Result<Database> {
+    let result = if path.exists() {
+        Database::builder().set_cache_size(cache_bytes).open(path)
+    } else {
+        Database::builder().set_cache_size(cache_bytes).create(path)
+    };
+    result.map_err(|error| match error {
+        redb::DatabaseError::DatabaseAlreadyOpen => Error::new(
+            ErrorKind::Unavailable,
+            format!("{} is in use by another process (is `crm serve` running on this data directory?)", path.display()),
+        ),
+        other => Error::from(other),
+    })
+}
+
+impl TenantStore {
+    /// Opens (or creates) the tenant file and starts its writer thread.
+    pub fn open(path: &Path, id: TenantId, metadata: Arc<Metadata>, options: &StoreOptions) -> Result<Arc<TenantStore>> {
+        let db = Arc::new(open_database(path, options.cache_bytes)?);
+        writer::initialize(&db, &metadata)?;
+        let (events, _) = broadcast::channel(4096);
+        let writer = WriterHandle::start(id.clone(), db.clone(), metadata.clone(), events.clone(), options.max_batch)?;
+        Ok(Arc::new(TenantStore { id, db, metadata, writer, events, reads: AtomicU64::new(0) }))
+    }
+
+    pub fn id(&self) -> &TenantId {
+        &self.id
+    }
+    pub fn metadata(&self) -> &Arc<Metadata> {
+        &self.metadata
+    }
+
+    pub fn object(&self, name: &str) -> Result<&ObjectDef> {
+        self.metadata.object(name).ok_or_else(|| Error::invalid(format!("unknown object '{name}'")))
+    }
+
+    /// Number of read transactions this store has begun: the unit in which
+    /// tests bound the cost of a query.
+    pub fn read_count(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot to read from.
+    pub fn reader(&self) -> Result<Reader<'_>> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(Reader { store: self, txn: self.db.begin_read()? })
+    }
+
+    /// Applies a write request through the group-commit writer; resolves once
+    /// the transaction holding it is durable.
+    pub async fn write(&self, request: WriteRequest) -> Result<Vec<Applied>> {
+        let request = writer::prepare(&self.metadata, request)?;
+        self.writer.submit(request).await
+    }
+
+    /// Submits many independent requests at once; each succeeds or fails on
+    /// its own, and the writer commits them in as few transactions as it can.
+    pub async fn write_each(&self, requests: Vec<WriteRequest>) -> Vec<Result<Vec<Applied>>> {
+        let mut waiting = Vec::with_capacity(requests.len());
+        for request in requests {
+            match writer::prepare(&self.metadata, request) {
+                Ok(request) => waiting.push(Ok(self.writer.enqueue(request))),
+                Err(error) => waiting.push(Err(error)),
+            }
+        }
+        let mut out = Vec::with_capacity(waiting.len());
+        for item in waiting {
+            out.push(match item {
+                Ok(receiver) => WriterHandle::wait(receiver).await,
+                Err(error) => Err(error),
+            });
+        }
+        out
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.events.subscribe()
+    }
+
+    // Convenience read paths, one snapshot each.
+
+    pub fn get(&self, object: &str, id: RecordId) -> Result<Option<Record>> {
+        self.reader()?.get(object, id)
+    }
+    pub fn list(&self, query: &ListQuery, page: &PageRequest) -> Result<Page> {
+        self.reader()?.list(query, page)
+    }
+    pub fn count(&self, query: &ListQuery) -> Result<u64> {
+        self.reader()?.count(query)
+    }
+    pub fn changes(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>> {
+        self.reader()?.changes(after, limit)
+    }
+}
+
+/// A consistent read snapshot of one tenant.
+pub struct Reader<'s> {
+    store: &'s TenantStore,
+    txn: ReadTransaction,
+}
+
+impl Reader<'_> {
+    pub fn metadata(&self) -> &Metadata {
+        &self.store.metadata
+    }
+
+    fn records(&self, object: &str) -> Result<Option<redb::ReadOnlyTable<u128, &'static [u8]>>> {
+        self.store.object(object)?;
+        let name = records_table(object);
+        match self.txn.open_table(TableDefinition::<u128, &[u8]>::new(&name)) {
+            Ok(table) => Ok(Some(table)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub fn get(&self, object: &str, id: RecordId) -> Result<Option<Record>> {
+        let Some(table) = self.records(object)? else { return Ok(None) };
+        match table.get(id.0)? {
+            Some(bytes) => Ok(Some(decode_record(id, bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn get_many(&self, object: &str, ids: &[RecordId]) -> Result<HashMap<RecordId, Record>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        let Some(table) = self.records(object)? else { return Ok(out) };
+        for &id in ids {
+            if let Some(bytes) = table.get(id.0)? {
+                out.insert(id, decode_record(id, bytes.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids whose indexed `field` equals `value`, in id order.
+    pub fn index_ids(&self, object: &str, field: &str, value: &Value) -> Result<Vec<RecordId>> {
+        let prefix = encoding::unique_key(object, field, value);
+        let end = encoding::prefix_end(&prefix);
+        let table = match self.txn.open_table(INDEX) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(error.into()),
+        };
+        let mut ids = Vec::new();
+        for entry in table.range(prefix.as_slice()..end.as_slice())? {
+            let (key, _) = entry?;
+            if let Some(id) = encoding::id_from_index_key(key.value()) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The id holding a unique value, if any (deleted records included).
+    pub fn unique_id(&self, object: &str, field: &str, value: &Value) -> Result<Option<RecordId>> {
+        let table = match self.txn.open_table(UNIQUE) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        Ok(table.get(encoding::unique_key(object, field, value).as_slice())?.map(|id| RecordId(id.value())))
+    }
+
+    /// Candidate ids from an index, when the filter pins an indexed field to
+    /// one or a few values. `None` means no index applies.
+    fn planned_ids(&self, object: &ObjectDef, query: &ListQuery) -> Result<Option<Vec<RecordId>>> {
+        let Some(filter) = &query.filter else { return Ok(None) };
+        let conditions = filter.required_conditions();
+        for (field, condition) in &conditions {
+            if *field == "id" {
+                let ids = match condition {
+                    Condition::Eq(Value::Id(id)) => vec![*id],
+                    Condition::In(values) => values.iter().filter_map(Value::as_id).collect(),
+                    _ => continue,
+                };
+                let mut ids: Vec<RecordId> = ids.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+                ids.sort();
+                return Ok(Some(ids));
+            }
+        }
+        let mut best: Option<Vec<RecordId>> = None;
+        for (field, condition) in conditions {
+            let Some(def) = object.field(field) else { continue };
+            if !def.has_index() {
+                continue;
+            }
+            let values: Vec<&Value> = match condition {
+                Condition::Eq(value) if !value.is_null() => vec![value],
+                Condition::In(values) if values.len() <= 64 => values.iter().filter(|v| !v.is_null()).collect(),
+                _ => continue,
+            };
+            let mut ids = Vec::new();
+            for value in values {
+                if def.unique {
+                    ids.extend(self.unique_id(&object.name, field, value)?);
+                } else {
+                    ids.extend(self.index_ids(&object.name, field, value)?);
+                }
+            }
+            ids.sort();
+            ids.dedup();
+            if best.as_ref().is_none_or(|current| ids.len() < current.len()) {
+                best = Some(ids);
+            }
+        }
+        Ok(best)
+    }
+
+    /// Visits the records a query may match, in id order (or reversed),
+    /// starting after `from` and stopping when `visit` returns false.
+    fn scan(
+        &self,
+        query: &ListQuery,
+        descending: bool,
+        from: Option<RecordId>,
+        visit: &mut dyn FnMut(Record) -> bool,
+    ) -> Result<()> {
+        let object = self.store.object(&query.object)?;
+        let Some(table) = self.records(&query.object)? else { return Ok(()) };
+        if let Some(mut ids) = self.planned_ids(object, query)? {
+            if descending {
+                ids.reverse();
+            }
+            for id in ids {
+                if let Some(from) = from
+                    && (if descending { id >= from } else { id <= from })
+                {
+                    continue;
+                }
+                if let Some(bytes) = table.get(id.0)? {
+                    let record = decode_record(id, bytes.value())?;
+                    if query.matches(&record) && !visit(record) {
+                        break;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let range = match (from, descending) {
+            (Some(from), false) => table.range((std::ops::Bound::Excluded(from.0), std::ops::Bound::Unbounded))?,
+            (Some(from), true) => table.range(..from.0)?,
+            (None, _) => table.range::<u128>(..)?,
+        };
+        let mut step = |entry: Result<(redb::AccessGuard<u128>, redb::AccessGuard<&[u8]>), redb::StorageError>| -> Result<bool> {
+            let (key, bytes) = entry?;
+            let record = decode_record(RecordId(key.value()), bytes.value())?;
+            Ok(!query.matches(&record) || visit(record))
+        };
+        if descending {
+            for entry in range.rev() {
+                if !step(entry)? {
+                    break;
+                }
+            }
+        } else {
+            for entry in range {
+                if !step(entry)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every record matching the query, unsorted.
+    pub fn all(&self, query: &ListQuery) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        self.scan(query, false, None, &mut |record| {
+            out.push(record);
+            true
+        })?;
+        Ok(out)
+    }
+
+    pub fn count(&self, query: &ListQuery) -> Result<u64> {
+        let mut count = 0u64;
+        self.scan(query, false, None, &mut |_| {
+            count += 1;
+            true
+        })?;
+        Ok(count)
+    }
+
+    /// One page of a query. Orders by id (or created time) stream from the
+    /// table or an index and stop after the page; other orders sort the
+    /// matching records.
+    pub fn list(&self, query: &ListQuery, page: &PageRequest) -> Result<Page> {
+        let sort = query.effective_sort();
+        let by_id = sort.len() == 1;
+        if by_id && page.last.is_none() && page.before.is_none() {
+            let descending = sort[0].descending;
+            let from = page.after.as_ref().and_then(|cursor| cursor.0.last().and_then(Value::as_id));
+            let limit = page.first.unwrap_or(usize::MAX);
+            let mut records = Vec::new();
+            self.scan(query, descending, from, &mut |record| {
+                records.push(record);
+                records.len() <= limit
+            })?;
+            let has_next_page = records.len() > limit;
+            records.truncate(limit);
+            return Ok(Page { records, has_next_page, has_previous_page: page.after.is_some() });
+        }
+        let mut records = self.all(query)?;
+        records.sort_by(|a, b| compare_records(a, b, &sort));
+        Ok(paginate(records, &sort, page))
+    }
+
+    /// Children of many parents at once: for each parent id, the records of
+    /// `query.object` whose `field` references it, sorted and cut to
+    /// `first`, with the total count. One snapshot for the whole batch.
+    pub fn related(
+        &self,
+        query: &ListQuery,
+        field: &str,
+        parents: &[RecordId],
+        page: &PageRequest,
+    ) -> Result<HashMap<RecordId, (Page, u64)>> {
+        let sort = query.effective_sort();
+        let mut out = HashMap::with_capacity(parents.len());
+        for &parent in parents {
+            let ids = self.index_ids(&query.object, field, &Value::Id(parent))?;
+            let mut records: Vec<Record> =
+                self.get_many(&query.object, &ids)?.into_values().filter(|record| query.matches(record)).collect();
+            let total = records.len() as u64;
+            records.sort_by(|a, b| compare_records(a, b, &sort));
+            out.insert(parent, (paginate(records, &sort, page), total));
+        }
+        Ok(out)
+    }
+
+    /// Change events after `after`, in commit order.
+    pub fn changes(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>> {
+        let table = match self.txn.open_table(CHANGES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(error.into()),
+        };
+        let mut out = Vec::new();
+        for entry in table.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))? {
+            let (_, bytes) = entry?;
+            out.push(postcard::from_bytes(bytes.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The last committed change sequence number (0 when none).
+    pub fn last_change(&self) -> Result<u64> {
+        let table = match self.txn.open_table(CHANGES) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(error) => return Err(error.into()),
+        };
+        Ok(table.last()?.map(|(key, _)| key.value()).unwrap_or(0))
+    }
+
+    /// The audit entries of one record, oldest first.
+    pub fn history(&self, object: &str, id: RecordId) -> Result<Vec<AuditEntry>> {
+        let mut prefix = object.as_bytes().to_vec();
+        prefix.push(0);
+        prefix.extend_from_slice(&id.to_bytes());
+        let end = encoding::prefix_end(&prefix);
+        let (index, audit) = match (self.txn.open_table(AUDIT_BY_RECORD), self.txn.open_table(AUDIT)) {
+            (Ok(index), Ok(audit)) => (index, audit),
+            _ => return Ok(Vec::new()),
+        };
+        let mut out = Vec::new();
+        for entry in index.range(prefix.as_slice()..end.as_slice())? {
+            let (key, _) = entry?;
+            let key = key.value();
+            let seq_bytes: [u8; 8] = key[key.len() - 8..].try_into().map_err(|_| Error::internal("bad audit index key"))?;
+            if let Some(bytes) = audit.get(u64::from_be_bytes(seq_bytes))? {
+                out.push(postcard::from_bytes(bytes.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every audit entry in order, for verification and export.
+    pub fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
+        let table = match self.txn.open_table(AUDIT) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(error.into()),
+        };
+        let mut out = Vec::new();
+        for entry in table.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))? {
+            let (_, bytes) = entry?;
+            out.push(postcard::from_bytes(bytes.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let table = match self.txn.open_table(META) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        Ok(table.get(key)?.map(|value| value.value().to_vec()))
+    }
+}
+
+/// Whether `record` is after `cursor` in `sort` order (exposed for the API's
+/// in-memory pages).
+pub fn is_after(record: &Record, cursor: &Cursor, sort: &[crate::query::Sort]) -> bool {
+    compare_to_cursor(record, cursor, sort) == std::cmp::Ordering::Greater
+}

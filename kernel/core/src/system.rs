@@ -1,0 +1,187 @@
+//! The system database (`system.redb`): tenants and API keys.
+//!
+//! API keys look like `crm_<prefix>_<secret>`. The prefix identifies the key
+//! and is stored in clear; only a SHA-256 of the whole key is kept, which is
+//! sufficient for 160-bit random secrets (no password stretching needed).
+
+use std::path::Path;
+
+use rand::Rng;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::ids::{TenantId, truncate};
+use crate::store::open_database;
+
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+const TENANT_NAMES: TableDefinition<&str, &str> = TableDefinition::new("tenant_names");
+const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantInfo {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyInfo {
+    pub prefix: String,
+    pub tenant: TenantId,
+    pub name: String,
+    pub role: String,
+    pub hash: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+pub struct SystemStore {
+    db: Database,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// Tenant names: what admins type on the command line.
+pub fn check_tenant_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "tenant name '{}' must be 1-63 characters of a-z, 0-9 and '-', not starting with '-'",
+            truncate(name, 70)
+        )))
+    }
+}
+
+impl SystemStore {
+    pub fn open(path: &Path) -> Result<SystemStore> {
+        let db = open_database(path, 16 * 1024 * 1024)?;
+        let txn = db.begin_write()?;
+        txn.open_table(TENANTS)?;
+        txn.open_table(TENANT_NAMES)?;
+        txn.open_table(API_KEYS)?;
+        txn.commit()?;
+        Ok(SystemStore { db })
+    }
+
+    pub fn create_tenant(&self, name: &str) -> Result<TenantInfo> {
+        check_tenant_name(name)?;
+        let info = TenantInfo { id: TenantId::generate(), name: name.to_string(), created_at: now_ms() };
+        let txn = self.db.begin_write()?;
+        {
+            let mut names = txn.open_table(TENANT_NAMES)?;
+            if names.get(name)?.is_some() {
+                return Err(Error::conflict(format!("a tenant named '{name}' already exists")));
+            }
+            names.insert(name, info.id.as_str())?;
+            let bytes = serde_json::to_vec(&info).map_err(|e| Error::internal(e.to_string()))?;
+            txn.open_table(TENANTS)?.insert(info.id.as_str(), bytes.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(info)
+    }
+
+    pub fn tenants(&self) -> Result<Vec<TenantInfo>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TENANTS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, bytes) = entry?;
+            out.push(serde_json::from_slice(bytes.value()).map_err(|e| Error::internal(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    pub fn tenant(&self, id: &TenantId) -> Result<Option<TenantInfo>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TENANTS)?;
+        match table.get(id.as_str())? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(bytes.value()).map_err(|e| Error::internal(e.to_string()))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Finds a tenant by name or by id.
+    pub fn find_tenant(&self, name_or_id: &str) -> Result<TenantInfo> {
+        let txn = self.db.begin_read()?;
+        let names = txn.open_table(TENANT_NAMES)?;
+        let id = match names.get(name_or_id)? {
+            Some(id) => TenantId::parse(id.value())?,
+            None => TenantId::parse(name_or_id).map_err(|_| Error::not_found(format!("no tenant '{}'", truncate(name_or_id, 70))))?,
+        };
+        drop(names);
+        drop(txn);
+        self.tenant(&id)?.ok_or_else(|| Error::not_found(format!("no tenant '{}'", truncate(name_or_id, 70))))
+    }
+
+    /// Creates an API key and returns the full key text: shown once, never stored.
+    pub fn create_api_key(&self, tenant: &TenantId, name: &str, role: &str) -> Result<(ApiKeyInfo, String)> {
+        let prefix = random_token(12);
+        let key = format!("crm_{prefix}_{}", random_token(32));
+        let info = ApiKeyInfo {
+            prefix: prefix.clone(),
+            tenant: tenant.clone(),
+            name: name.to_string(),
+            role: role.to_string(),
+            hash: hash_key(&key),
+            created_at: now_ms(),
+            expires_at: None,
+            revoked_at: None,
+        };
+        let txn = self.db.begin_write()?;
+        {
+            let bytes = serde_json::to_vec(&info).map_err(|e| Error::internal(e.to_string()))?;
+            txn.open_table(API_KEYS)?.insert(prefix.as_str(), bytes.as_slice())?;
+        }
+        txn.commit()?;
+        Ok((info, key))
+    }
+
+    /// The key's record if the key is genuine, unexpired and not revoked.
+    /// Every failure reads the same to the caller.
+    pub fn authenticate(&self, key: &str) -> Result<ApiKeyInfo> {
+        let denied = || Error::unauthenticated("invalid or expired API key");
+        let prefix = key
+            .strip_prefix("crm_")
+            .and_then(|rest| rest.split_once('_'))
+            .map(|(prefix, _)| prefix)
+            .filter(|prefix| prefix.len() == 12)
+            .ok_or_else(denied)?;
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(API_KEYS)?;
+        let bytes = table.get(prefix)?.ok_or_else(denied)?;
+        let info: ApiKeyInfo = serde_json::from_slice(bytes.value()).map_err(|e| Error::internal(e.to_string()))?;
+        let genuine = constant_time_eq(info.hash.as_bytes(), hash_key(key).as_bytes());
+        let now = now_ms();
+        if !genuine || info.revoked_at.is_some() || info.expires_at.is_some_and(|at| at <= now) {
+            return Err(denied());
+        }
+        Ok(info)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,781 @@
+//! The group-commit writer of one tenant.
+//!
+//! A dedicated thread owns the tenant's write transactions. It takes every
+//! request waiting in its queue (up to `max_batch`), applies them in one
+//! redb transaction, commits once (one fsync) and only then answers each
+//! caller. A request that fails is answered with its error and the batch is
+//! re-applied without it, so one bad request never fails its neighbours.
+//!
+//! Every applied change writes, in the same transaction, the record, its
+//! index entries, a hash-chained audit entry and a change event.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::audit::{Actor, AuditEntry, ChangeEvent, ChangeOp, FieldChange};
+use crate::encoding::{self, decode_record, encode_record};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{RecordId, TenantId};
+use crate::metadata::{FieldType, Metadata, ObjectDef, SYSTEM_FIELDS};
+use crate::normalize::normalize;
+use crate::store::{AUDIT, AUDIT_BY_RECORD, CHANGES, INDEX, META, Published, TENANT_FORMAT, UNIQUE, records_table};
+use crate::value::{Record, Value};
+
+/// Most mutations one request may carry (bulk writes).
+pub const MAX_MUTATIONS: usize = 1000;
+
+pub type Fields = BTreeMap<String, Value>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    Create { object: String, fields: Fields },
+    /// Sets the given fields; a null value clears a field.
+    Update { object: String, id: RecordId, fields: Fields, expected_version: Option<u64> },
+    /// Updates the record whose unique `key` field equals the value in
+    /// `fields`, restoring it if deleted, or creates one.
+    Upsert { object: String, key: String, fields: Fields },
+    Delete { object: String, id: RecordId, expected_version: Option<u64> },
+    Restore { object: String, id: RecordId },
+}
+
+impl Mutation {
+    fn object(&self) -> &str {
+        match self {
+            Mutation::Create { object, .. }
+            | Mutation::Update { object, .. }
+            | Mutation::Upsert { object, .. }
+            | Mutation::Delete { object, .. }
+            | Mutation::Restore { object, .. } => object,
+        }
+    }
+}
+
+/// Mutations applied atomically: all of them commit or none.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    pub actor: Actor,
+    pub request_id: Option<String>,
+    pub mutations: Vec<Mutation>,
+}
+
+impl WriteRequest {
+    pub fn new(actor: Actor, mutations: Vec<Mutation>) -> Self {
+        WriteRequest { actor, request_id: None, mutations }
+    }
+}
+
+/// The outcome of one mutation: the record after it, and what happened
+/// (`None` when an update changed nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub object: String,
+    pub record: Record,
+    pub op: Option<ChangeOp>,
+}
+
+/// Checks a request against the metadata and normalizes its values. Runs on
+/// the caller's thread so the writer only does what needs the transaction.
+pub fn prepare(metadata: &Metadata, mut request: WriteRequest) -> Result<WriteRequest> {
+    if request.mutations.len() > MAX_MUTATIONS {
+        return Err(Error::invalid(format!(
+            "a request may carry at most {MAX_MUTATIONS} mutations, got {}",
+            request.mutations.len()
+        )));
+    }
+    for mutation in &mut request.mutations {
+        let object = metadata
+            .object(mutation.object())
+            .ok_or_else(|| Error::invalid(format!("unknown object '{}'", mutation.object())))?;
+        match mutation {
+            Mutation::Create { fields, .. } => {
+                normalize_fields(object, fields)?;
+                check_required(object, fields)?;
+            }
+            Mutation::Update { fields, .. } => {
+                normalize_fields(object, fields)?;
+                for (name, value) in fields.iter() {
+                    if value.is_null() && object.field(name).is_some_and(|field| field.required) {
+                        return Err(Error::invalid_field(name.clone(), "is required and cannot be cleared"));
+                    }
+                }
+            }
+            Mutation::Upsert { key, fields, .. } => {
+                normalize_fields(object, fields)?;
+                match object.field(key) {
+                    Some(field) if field.unique => {}
+                    _ => return Err(Error::invalid(format!("'{key}' is not a unique field of {}", object.name))),
+                }
+                if fields.get(key.as_str()).is_none_or(Value::is_null) {
+                    return Err(Error::invalid_field(key.clone(), "is required to upsert"));
+                }
+            }
+            Mutation::Delete { .. } | Mutation::Restore { .. } => {}
+        }
+    }
+    Ok(request)
+}
+
+fn normalize_fields(object: &ObjectDef, fields: &mut Fields) -> Result<()> {
+    let taken = std::mem::take(fields);
+    for (name, value) in taken {
+        if SYSTEM_FIELDS.contains(&name.as_str()) {
+            return Err(Error::invalid_field(name, "is maintained by the kernel and cannot be written"));
+        }
+        let Some(field) = object.field(&name) else {
+            return Err(Error::invalid_field(name.clone(), format!("{} has no field '{name}'", object.name)));
+        };
+        if field.computed {
+            return Err(Error::invalid_field(name, "is computed and cannot be written"));
+        }
+        let value = normalize(field, value)?;
+        fields.insert(name, value);
+    }
+    Ok(())
+}
+
+fn check_required(object: &ObjectDef, fields: &Fields) -> Result<()> {
+    for field in object.fields.iter().filter(|field| field.required) {
+        if fields.get(&field.name).is_none_or(Value::is_null) {
+            return Err(Error::invalid_field(field.name.clone(), "is required"));
+        }
+    }
+    Ok(())
+}
+
+struct Job {
+    request: WriteRequest,
+    reply: oneshot::Sender<Result<Vec<Applied>>>,
+}
+
+/// The chain heads, carried from one transaction to the next.
+#[derive(Debug, Clone, Default)]
+struct ChainState {
+    audit_seq: u64,
+    audit_hash: [u8; 32],
+    change_seq: u64,
+}
+
+pub(crate) struct WriterHandle {
+    sender: mpsc::Sender<Job>,
+}
+
+impl WriterHandle {
+    pub(crate) fn start(
+        tenant: TenantId,
+        db: Arc<Database>,
+        metadata: Arc<Metadata>,
+        events: broadcast::Sender<Arc<Published>>,
+        max_batch: usize,
+    ) -> Result<WriterHandle> {
+        let mut writer = Writer { db, metadata, events, state: ChainState::default(), max_batch: max_batch.max(1) };
+        writer.state = writer.load_state()?;
+        writer.seed_defaults()?;
+        let (sender, receiver) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name(format!("writer-{tenant}"))
+            .spawn(move || writer.run(receiver))
+            .map_err(|error| Error::internal(format!("cannot start writer thread: {error}")))?;
+        Ok(WriterHandle { sender })
+    }
+
+    pub(crate) fn enqueue(&self, request: WriteRequest) -> oneshot::Receiver<Result<Vec<Applied>>> {
+        let (reply, receiver) = oneshot::channel();
+        // If the writer is gone the reply sender is dropped and `wait` reports it.
+        let _ = self.sender.send(Job { request, reply });
+        receiver
+    }
+
+    pub(crate) async fn wait(receiver: oneshot::Receiver<Result<Vec<Applied>>>) -> Result<Vec<Applied>> {
+        receiver.await.unwrap_or_else(|_| Err(Error::internal("the tenant writer stopped")))
+    }
+
+    pub(crate) async fn submit(&self, request: WriteRequest) -> Result<Vec<Applied>> {
+        Self::wait(self.enqueue(request)).await
+    }
+}
+
+/// Creates the tables and checks the on-disk format of a tenant file.
+pub(crate) fn initialize(db: &Database, _metadata: &Metadata) -> Result<()> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let format = meta.get("format")?.map(|value| value.value().to_vec());
+        match format {
+            None => {
+                meta.insert("format", TENANT_FORMAT.to_le_bytes().as_slice())?;
+            }
+            Some(bytes) => {
+                let version = bytes.try_into().map(u64::from_le_bytes).unwrap_or(u64::MAX);
+                if version > TENANT_FORMAT {
+                    return Err(Error::internal(format!(
+                        "tenant file format {version} is newer than this release supports ({TENANT_FORMAT})"
+                    )));
+                }
+            }
+        }
+        txn.open_table(INDEX)?;
+        txn.open_table(UNIQUE)?;
+        txn.open_table(AUDIT)?;
+        txn.open_table(AUDIT_BY_RECORD)?;
+        txn.open_table(CHANGES)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+struct Writer {
+    db: Arc<Database>,
+    metadata: Arc<Metadata>,
+    events: broadcast::Sender<Arc<Published>>,
+    state: ChainState,
+    max_batch: usize,
+}
+
+impl Writer {
+    fn load_state(&self) -> Result<ChainState> {
+        let txn = self.db.begin_read()?;
+        let audit = txn.open_table(AUDIT)?;
+        let changes = txn.open_table(CHANGES)?;
+        let mut state = ChainState::default();
+        if let Some((seq, bytes)) = audit.last()? {
+            let entry: AuditEntry = postcard::from_bytes(bytes.value())?;
+            state.audit_seq = seq.value();
+            state.audit_hash = entry.hash;
+        }
+        if let Some((seq, _)) = changes.last()? {
+            state.change_seq = seq.value();
+        }
+        Ok(state)
+    }
+
+    /// A new tenant gets a default sales pipeline.
+    fn seed_defaults(&mut self) -> Result<()> {
+        let seeded = {
+            let txn = self.db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            meta.get("default_pipeline")?.is_some()
+        };
+        if seeded || self.metadata.object("pipeline").is_none() {
+            return Ok(());
+        }
+        let pipeline_id = RecordId::generate();
+        let stages = [
+            ("appointmentscheduled", "Appointment scheduled", 0.2, false, false),
+            ("qualifiedtobuy", "Qualified to buy", 0.4, false, false),
+            ("presentationscheduled", "Presentation scheduled", 0.6, false, false),
+            ("decisionmakerboughtin", "Decision maker bought in", 0.8, false, false),
+            ("contractsent", "Contract sent", 0.9, false, false),
+            ("closedwon", "Closed won", 1.0, true, true),
+            ("closedlost", "Closed lost", 0.0, true, false),
+        ];
+        let mut mutations = vec![Mutation::Create {
+            object: "pipeline".into(),
+            fields: Fields::from([
+                ("name".into(), Value::Text("Sales pipeline".into())),
+                ("is_default".into(), Value::Bool(true)),
+            ]),
+        }];
+        for (position, (key, name, probability, closed, won)) in stages.into_iter().enumerate() {
+            mutations.push(Mutation::Create {
+                object: "pipeline_stage".into(),
+                fields: Fields::from([
+                    ("pipeline_id".into(), Value::Id(pipeline_id)),
+                    ("key".into(), Value::Text(key.into())),
+                    ("name".into(), Value::Text(name.into())),
+                    ("position".into(), Value::Int(position as i64)),
+                    ("probability".into(), Value::Float(probability)),
+                    ("is_closed".into(), Value::Bool(closed)),
+                    ("is_won".into(), Value::Bool(won)),
+                ]),
+            });
+        }
+        let request = prepare(&self.metadata, WriteRequest::new(Actor::system(), mutations))?;
+        let txn = self.db.begin_write()?;
+        let mut state = self.state.clone();
+        let published = {
+            let mut tx = Tx::open(&txn, &self.metadata, &mut state)?;
+            tx.fixed_first_id = Some(pipeline_id);
+            tx.apply(&request)?;
+            tx.meta.insert("default_pipeline", pipeline_id.to_bytes().as_slice())?;
+            tx.published
+        };
+        txn.commit()?;
+        drop(published);
+        self.state = state;
+        Ok(())
+    }
+
+    fn run(mut self, receiver: mpsc::Receiver<Job>) {
+        while let Ok(first) = receiver.recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < self.max_batch {
+                match receiver.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit_jobs(jobs);
+        }
+    }
+
+    fn commit_jobs(&mut self, mut jobs: Vec<Job>) {
+        while !jobs.is_empty() {
+            let txn = match self.db.begin_write() {
+                Ok(txn) => txn,
+                Err(error) => return reply_all(jobs, Error::from(error)),
+            };
+            let mut state = self.state.clone();
+            let mut outcomes = Vec::with_capacity(jobs.len());
+            let mut failure = None;
+            let published = match Tx::open(&txn, &self.metadata, &mut state) {
+                Ok(mut tx) => {
+                    for (index, job) in jobs.iter().enumerate() {
+                        match tx.apply(&job.request) {
+                            Ok(applied) => outcomes.push(applied),
+                            Err(error) => {
+                                failure = Some((index, error));
+                                break;
+                            }
+                        }
+                    }
+                    tx.published
+                }
+                Err(error) => return reply_all(jobs, error),
+            };
+            if let Some((index, error)) = failure {
+                drop(txn);
+                let job = jobs.remove(index);
+                let _ = job.reply.send(Err(error));
+                continue;
+            }
+            if let Err(error) = txn.commit() {
+                return reply_all(jobs, Error::from(error));
+            }
+            self.state = state;
+            for event in published {
+                // No subscribers is not an error.
+                let _ = self.events.send(Arc::new(event));
+            }
+            for (job, applied) in jobs.drain(..).zip(outcomes) {
+                let _ = job.reply.send(Ok(applied));
+            }
+        }
+    }
+}
+
+fn reply_all(jobs: Vec<Job>, error: Error) {
+    for job in jobs {
+        let _ = job.reply.send(Err(error.clone()));
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// One write transaction with its tables open.
+struct Tx<'t> {
+    metadata: &'t Metadata,
+    records: HashMap<String, Table<'t, u128, &'static [u8]>>,
+    txn: &'t WriteTransaction,
+    index: Table<'t, &'static [u8], ()>,
+    unique: Table<'t, &'static [u8], u128>,
+    audit: Table<'t, u64, &'static [u8]>,
+    audit_by_record: Table<'t, &'static [u8], ()>,
+    changes: Table<'t, u64, &'static [u8]>,
+    meta: Table<'t, &'static str, &'static [u8]>,
+    state: &'t mut ChainState,
+    published: Vec<Published>,
+    now: i64,
+    /// Id for the first record created (seeding needs to know it up front).
+    fixed_first_id: Option<RecordId>,
+}
+
+impl<'t> Tx<'t> {
+    fn open(txn: &'t WriteTransaction, metadata: &'t Metadata, state: &'t mut ChainState) -> Result<Tx<'t>> {
+        Ok(Tx {
+            metadata,
+            records: HashMap::new(),
+            txn,
+            index: txn.open_table(INDEX)?,
+            unique: txn.open_table(UNIQUE)?,
+            audit: txn.open_table(AUDIT)?,
+            audit_by_record: txn.open_table(AUDIT_BY_RECORD)?,
+            changes: txn.open_table(CHANGES)?,
+            meta: txn.open_table(META)?,
+            state,
+            published: Vec::new(),
+            now: now_ms(),
+            fixed_first_id: None,
+        })
+    }
+
+    fn table(&mut self, object: &str) -> Result<&mut Table<'t, u128, &'static [u8]>> {
+        if !self.records.contains_key(object) {
+            let name = records_table(object);
+            let table = self.txn.open_table(TableDefinition::<u128, &[u8]>::new(&name))?;
+            self.records.insert(object.to_string(), table);
+        }
+        self.records.get_mut(object).ok_or_else(|| Error::internal("records table vanished"))
+    }
+
+    fn load(&mut self, object: &str, id: RecordId) -> Result<Option<Record>> {
+        let table = self.table(object)?;
+        let bytes = table.get(id.0)?.map(|guard| guard.value().to_vec());
+        bytes.map(|bytes| decode_record(id, &bytes)).transpose()
+    }
+
+    fn object(&self, name: &str) -> Result<&'t ObjectDef> {
+        self.metadata.object(name).ok_or_else(|| Error::invalid(format!("unknown object '{name}'")))
+    }
+
+    fn apply(&mut self, request: &WriteRequest) -> Result<Vec<Applied>> {
+        let mut out = Vec::with_capacity(request.mutations.len());
+        for mutation in &request.mutations {
+            out.push(self.apply_one(request, mutation)?);
+        }
+        Ok(out)
+    }
+
+    fn apply_one(&mut self, request: &WriteRequest, mutation: &Mutation) -> Result<Applied> {
+        match mutation {
+            Mutation::Create { object, fields } => self.create(request, self.object(object)?, fields),
+            Mutation::Update { object, id, fields, expected_version } => {
+                self.update(request, self.object(object)?, *id, fields, *expected_version)
+            }
+            Mutation::Upsert { object, key, fields } => {
+                let def = self.object(object)?;
+                let value = fields.get(key).cloned().unwrap_or(Value::Null);
+                let existing = self.unique.get(encoding::unique_key(object, key, &value).as_slice())?.map(|id| id.value());
+                match existing {
+                    Some(id) => {
+                        let id = RecordId(id);
+                        let current = self.load(object, id)?;
+                        let restored = current.as_ref().is_some_and(Record::is_deleted);
+                        if restored {
+                            self.restore(request, def, id)?;
+                        }
+                        let mut applied = self.update(request, def, id, fields, None)?;
+                        // Bringing the record back is a change even when no field differs.
+                        if restored && applied.op.is_none() {
+                            applied.op = Some(ChangeOp::Restored);
+                        }
+                        Ok(applied)
+                    }
+                    None => {
+                        check_required(def, fields)?;
+                        self.create(request, def, fields)
+                    }
+                }
+            }
+            Mutation::Delete { object, id, expected_version } => {
+                self.delete(request, self.object(object)?, *id, *expected_version)
+            }
+            Mutation::Restore { object, id } => self.restore(request, self.object(object)?, *id),
+        }
+    }
+
+    fn create(&mut self, request: &WriteRequest, object: &ObjectDef, fields: &Fields) -> Result<Applied> {
+        let id = self.fixed_first_id.take().unwrap_or_else(RecordId::generate);
+        let mut record = Record {
+            id,
+            version: 1,
+            created_at: self.now,
+            updated_at: self.now,
+            deleted_at: None,
+            fields: fields.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        };
+        self.object_rules(object, None, &mut record, fields)?;
+        self.check_references(object, None, &record)?;
+        self.check_unique(object, None, &record)?;
+        self.put(object, None, &record)?;
+        self.log(request, object, None, &record, ChangeOp::Created)?;
+        Ok(Applied { object: object.name.clone(), record, op: Some(ChangeOp::Created) })
+    }
+
+    fn existing(&mut self, object: &ObjectDef, id: RecordId, expected_version: Option<u64>) -> Result<Record> {
+        let record = self
+            .load(&object.name, id)?
+            .ok_or_else(|| Error::not_found(format!("no {} with id {id}", object.name)))?;
+        if let Some(expected) = expected_version
+            && expected != record.version
+        {
+            return Err(Error::conflict(format!(
+                "{} {id} is at version {}, not the expected version {expected}",
+                object.name, record.version
+            )));
+        }
+        Ok(record)
+    }
+
+    fn update(
+        &mut self,
+        request: &WriteRequest,
+        object: &ObjectDef,
+        id: RecordId,
+        patch: &Fields,
+        expected_version: Option<u64>,
+    ) -> Result<Applied> {
+        let before = self.existing(object, id, expected_version)?;
+        if before.is_deleted() {
+            return Err(Error::not_found(format!("{} {id} is deleted; restore it first", object.name)));
+        }
+        let mut after = before.clone();
+        for (name, value) in patch {
+            if value.is_null() {
+                after.fields.remove(name);
+            } else {
+                after.fields.insert(name.clone(), value.clone());
+            }
+        }
+        self.object_rules(object, Some(&before), &mut after, patch)?;
+        if after.fields == before.fields {
+            return Ok(Applied { object: object.name.clone(), record: before, op: None });
+        }
+        self.check_references(object, Some(&before), &after)?;
+        self.check_unique(object, Some(&before), &after)?;
+        after.version += 1;
+        after.updated_at = self.now.max(before.updated_at);
+        self.put(object, Some(&before), &after)?;
+        self.log(request, object, Some(&before), &after, ChangeOp::Updated)?;
+        Ok(Applied { object: object.name.clone(), record: after, op: Some(ChangeOp::Updated) })
+    }
+
+    fn delete(&mut self, request: &WriteRequest, object: &ObjectDef, id: RecordId, expected: Option<u64>) -> Result<Applied> {
+        let before = self.existing(object, id, expected)?;
+        if before.is_deleted() {
+            return Err(Error::not_found(format!("{} {id} is already deleted", object.name)));
+        }
+        let mut after = before.clone();
+        after.deleted_at = Some(self.now);
+        after.version += 1;
+        after.updated_at = self.now.max(before.updated_at);
+        self.put(object, Some(&before), &after)?;
+        self.log(request, object, Some(&before), &after, ChangeOp::Deleted)?;
+        Ok(Applied { object: object.name.clone(), record: after, op: Some(ChangeOp::Deleted) })
+    }
+
+    fn restore(&mut self, request: &WriteRequest, object: &ObjectDef, id: RecordId) -> Result<Applied> {
+        let before = self.existing(object, id, None)?;
+        if !before.is_deleted() {
+            return Err(Error::invalid(format!("{} {id} is not deleted", object.name)));
+        }
+        let mut after = before.clone();
+        after.deleted_at = None;
+        after.version += 1;
+        after.updated_at = self.now.max(before.updated_at);
+        self.put(object, Some(&before), &after)?;
+        self.log(request, object, Some(&before), &after, ChangeOp::Restored)?;
+        Ok(Applied { object: object.name.clone(), record: after, op: Some(ChangeOp::Restored) })
+    }
+
+    /// Kernel rules of standard objects. A deal follows its pipeline: the
+    /// stage must belong to it, the probability follows the stage unless set
+    /// explicitly, and the expected amount is amount × probability.
+    fn object_rules(&mut self, object: &ObjectDef, before: Option<&Record>, record: &mut Record, patch: &Fields) -> Result<()> {
+        if object.name != "deal" {
+            return Ok(());
+        }
+        if record.get("pipeline_id").is_null()
+            && let Some(bytes) = self.meta.get("default_pipeline")?
+            && let Ok(raw) = <[u8; 16]>::try_from(bytes.value())
+        {
+            record.fields.insert("pipeline_id".into(), Value::Id(RecordId::from_bytes(raw)));
+        }
+        let pipeline_changed = before.is_none_or(|b| b.get("pipeline_id") != record.get("pipeline_id"));
+        let stage_changed = before.is_none_or(|b| b.get("stage") != record.get("stage"));
+        if let Some(pipeline) = record.get("pipeline_id").as_id()
+            && (pipeline_changed || stage_changed)
+        {
+            let stages = self.stages_of(pipeline)?;
+            if !stages.is_empty() {
+                let chosen = match record.get("stage").as_text() {
+                    None => stages.first(),
+                    Some(key) => stages.iter().find(|stage| stage.get("key").as_text() == Some(key)),
+                };
+                let Some(stage) = chosen else {
+                    let keys: Vec<&str> = stages.iter().filter_map(|stage| stage.get("key").as_text()).collect();
+                    return Err(Error::invalid_field(
+                        "stage",
+                        format!(
+                            "'{}' is not a stage of the deal's pipeline (one of {})",
+                            record.get("stage").as_text().unwrap_or_default(),
+                            keys.join(", ")
+                        ),
+                    ));
+                };
+                record.fields.insert("stage".into(), stage.get("key").clone());
+                if !patch.contains_key("probability") {
+                    record.fields.insert("probability".into(), stage.get("probability").clone());
+                }
+            }
+        }
+        let expected = match (record.get("amount").as_f64(), record.get("probability").as_f64()) {
+            (Some(amount), Some(probability)) => Value::Float(amount * probability),
+            _ => Value::Null,
+        };
+        if expected.is_null() {
+            record.fields.remove("expected_amount");
+        } else {
+            record.fields.insert("expected_amount".into(), expected);
+        }
+        Ok(())
+    }
+
+    fn stages_of(&mut self, pipeline: RecordId) -> Result<Vec<Record>> {
+        let prefix = encoding::unique_key("pipeline_stage", "pipeline_id", &Value::Id(pipeline));
+        let end = encoding::prefix_end(&prefix);
+        let mut ids = Vec::new();
+        for entry in self.index.range(prefix.as_slice()..end.as_slice())? {
+            let (key, _) = entry?;
+            ids.extend(encoding::id_from_index_key(key.value()));
+        }
+        let mut stages = Vec::new();
+        for id in ids {
+            if let Some(stage) = self.load("pipeline_stage", id)?
+                && !stage.is_deleted()
+            {
+                stages.push(stage);
+            }
+        }
+        stages.sort_by_key(|stage| match stage.get("position") {
+            Value::Int(position) => *position,
+            _ => i64::MAX,
+        });
+        Ok(stages)
+    }
+
+    fn check_references(&mut self, object: &ObjectDef, before: Option<&Record>, record: &Record) -> Result<()> {
+        for field in &object.fields {
+            let FieldType::Ref(target) = &field.ty else { continue };
+            let value = record.get(&field.name);
+            let Some(id) = value.as_id() else { continue };
+            if before.is_some_and(|before| before.get(&field.name) == value) {
+                continue;
+            }
+            let exists = if target == &object.name && id == record.id {
+                true
+            } else {
+                self.load(target, id)?.is_some_and(|target| !target.is_deleted())
+            };
+            if !exists {
+                return Err(Error {
+                    kind: ErrorKind::NotFound,
+                    message: format!("{}: no {target} with id {id}", field.name),
+                    field: Some(field.name.clone()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn check_unique(&mut self, object: &ObjectDef, before: Option<&Record>, record: &Record) -> Result<()> {
+        for field in object.unique_fields() {
+            let value = record.get(&field.name);
+            if value.is_null() || before.is_some_and(|before| before.get(&field.name) == value) {
+                continue;
+            }
+            let key = encoding::unique_key(&object.name, &field.name, value);
+            if let Some(holder) = self.unique.get(key.as_slice())?.map(|id| id.value())
+                && holder != record.id.0
+            {
+                return Err(Error {
+                    kind: ErrorKind::Conflict,
+                    message: format!("{}: {} {} already has this value", field.name, object.name, RecordId(holder)),
+                    field: Some(field.name.clone()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the record and brings its index entries in line with it.
+    fn put(&mut self, object: &ObjectDef, before: Option<&Record>, after: &Record) -> Result<()> {
+        let bytes = encode_record(after)?;
+        self.table(&object.name)?.insert(after.id.0, bytes.as_slice())?;
+        for field in object.fields.iter().filter(|field| field.has_index()) {
+            let old = before.map(|before| before.get(&field.name));
+            let new = after.get(&field.name);
+            if old == Some(new) {
+                continue;
+            }
+            if let Some(old) = old.filter(|old| !old.is_null()) {
+                self.index.remove(encoding::index_key(&object.name, &field.name, old, after.id).as_slice())?;
+                if field.unique {
+                    self.unique.remove(encoding::unique_key(&object.name, &field.name, old).as_slice())?;
+                }
+            }
+            if !new.is_null() {
+                self.index.insert(encoding::index_key(&object.name, &field.name, new, after.id).as_slice(), ())?;
+                if field.unique {
+                    self.unique.insert(encoding::unique_key(&object.name, &field.name, new).as_slice(), after.id.0)?;
+                }
+            }
+        }
+        let old_updated = before.map(|before| before.updated_at);
+        if old_updated != Some(after.updated_at) {
+            if let Some(old) = old_updated {
+                self.index.remove(encoding::index_key(&object.name, "updated_at", &Value::Int(old), after.id).as_slice())?;
+            }
+            self.index.insert(
+                encoding::index_key(&object.name, "updated_at", &Value::Int(after.updated_at), after.id).as_slice(),
+                (),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn log(&mut self, request: &WriteRequest, object: &ObjectDef, before: Option<&Record>, after: &Record, op: ChangeOp) -> Result<()> {
+        let mut diff = Vec::new();
+        if matches!(op, ChangeOp::Created | ChangeOp::Updated) {
+            for field in &object.fields {
+                let old = before.map(|before| before.get(&field.name)).unwrap_or(&Value::Null);
+                let new = after.get(&field.name);
+                if old != new {
+                    diff.push(FieldChange { field: field.name.clone(), before: old.clone(), after: new.clone() });
+                }
+            }
+        }
+        let seq = self.state.audit_seq + 1;
+        let mut entry = AuditEntry {
+            seq,
+            at: self.now,
+            actor: request.actor.clone(),
+            request_id: request.request_id.clone(),
+            object: object.name.clone(),
+            record_id: after.id,
+            op,
+            diff,
+            prev_hash: self.state.audit_hash,
+            hash: [0; 32],
+        };
+        entry.hash = entry.compute_hash();
+        self.audit.insert(seq, postcard::to_stdvec(&entry)?.as_slice())?;
+        let mut by_record = object.name.as_bytes().to_vec();
+        by_record.push(0);
+        by_record.extend_from_slice(&after.id.to_bytes());
+        by_record.extend_from_slice(&seq.to_be_bytes());
+        self.audit_by_record.insert(by_record.as_slice(), ())?;
+        self.state.audit_seq = seq;
+        self.state.audit_hash = entry.hash;
+
+        let change_seq = self.state.change_seq + 1;
+        let event = ChangeEvent {
+            seq: change_seq,
+            at: self.now,
+            object: object.name.clone(),
+            record_id: after.id,
+            op,
+            version: after.version,
+        };
+        self.changes.insert(change_seq, postcard::to_stdvec(&event)?.as_slice())?;
+        self.state.change_seq = change_seq;
+        self.published.push(Published { event, record: after.clone() });
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+//! The `crm` command: `serve`, `tenant`, `import`, `export`.
+//!
+//! Configuration comes from flags or the matching `CRM_*` environment
+//! variables; every command takes `--data-dir` (default `./crm-data`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use crm_core::{Kernel, StoreOptions};
+
+mod export;
+mod import;
+
+#[derive(Parser)]
+#[command(name = "crm", version, about = "An open-source CRM kernel with WebAssembly plugins")]
+struct Cli {
+    /// The data directory: system.redb and one file per tenant under tenants/.
+    #[arg(long, global = true, env = "CRM_DATA_DIR", default_value = "./crm-data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the GraphQL API. On first start, creates the `default` tenant and
+    /// writes its admin API key to <data-dir>/admin-key.
+    Serve {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, env = "CRM_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Largest accepted request body in bytes.
+        #[arg(long, env = "CRM_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+        max_body_bytes: usize,
+        /// Most write requests group-committed in one transaction (1 = one commit per write).
+        #[arg(long, env = "CRM_MAX_BATCH", default_value_t = 1024)]
+        max_batch: usize,
+    },
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Import records from a file.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+    /// Write every record of a tenant as JSON lines (deleted records included,
+    /// with `deleted_at` set).
+    Export {
+        /// Tenant name or id.
+        #[arg(long)]
+        tenant: String,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and print its admin API key (shown once).
+    Create {
+        /// Lowercase letters, digits and '-'.
+        name: String,
+    },
+    /// List tenants.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Upsert contacts by email from a CSV file with a header row. Columns are
+    /// contact fields in snake_case or camelCase (first_name, email, lifecycleStage, …).
+    Contacts {
+        file: PathBuf,
+        /// Tenant name or id.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CRM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_kernel(data_dir: &Path, options: StoreOptions) -> Result<Arc<Kernel>> {
+    let kernel = Kernel::open(data_dir, options).map_err(|error| anyhow::anyhow!(error.message))?;
+    Ok(Arc::new(kernel))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { listen, max_body_bytes, max_batch } => {
+            let options = StoreOptions { max_batch, ..StoreOptions::default() };
+            serve(&cli.data_dir, &listen, max_body_bytes, options).await
+        }
+        Command::Tenant { command: TenantCommand::Create { name } } => {
+            let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
+            let (info, key) = kernel.create_tenant(&name).map_err(|error| anyhow::anyhow!(error.message))?;
+            println!("created tenant '{}' (id {})", info.name, info.id);
+            println!("admin API key (shown once): {key}");
+            Ok(())
+        }
+        Command::Tenant { command: TenantCommand::List } => {
+            let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
+            let tenants = kernel.system().tenants().map_err(|error| anyhow::anyhow!(error.message))?;
+            println!("{:<28} {:<30} CREATED", "ID", "NAME");
+            for tenant in tenants {
+                println!("{:<28} {:<30} {}", tenant.id, tenant.name, crm_core::normalize::format_datetime(tenant.created_at));
+            }
+            Ok(())
+        }
+        Command::Import { command: ImportCommand::Contacts { file, tenant } } => {
+            let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
+            import::contacts(&kernel, &tenant, &file).await
+        }
+        Command::Export { tenant, out } => {
+            let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
+            export::tenant(&kernel, &tenant, out.as_deref())
+        }
+    }
+}
+
+async fn serve(data_dir: &Path, listen: &str, max_body_bytes: usize, options: StoreOptions) -> Result<()> {
+    let kernel = open_kernel(data_dir, options)?;
+    if let Some((info, key)) = kernel.ensure_default_tenant().map_err(|error| anyhow::anyhow!(error.message))? {
+        let key_path = data_dir.join("admin-key");
+        write_secret(&key_path, &key).with_context(|| format!("writing {}", key_path.display()))?;
+        println!("created tenant '{}'; its admin API key is in {}", info.name, key_path.display());
+    }
+    let limits = crm_api::Limits { max_body_bytes, ..crm_api::Limits::default() };
+    let app = crm_api::router(crm_api::AppState::new(kernel, limits));
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    println!("crm listening on http://{address}/graphql (data in {})", data_dir.display());
+    tracing::info!(%address, "serving");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("server failed")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return interrupt.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = terminate.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.unwrap_or(());
+}
+
+/// Writes a secret readable by the owner only.
+fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
