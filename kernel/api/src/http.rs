@@ -103,6 +103,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -376,3 +377,18 @@ fn open_session(state: &AppState, authorization: &str) -> Result<Session, crm_co
     Ok(Session { schema, store, actor })
 }
 
+
+/// Prometheus text exposition of the kernel's counters.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::new();
+    let tenants = state.inner.kernel.open_tenants();
+    out.push_str("# HELP crm_open_tenants Tenant databases currently open.\n# TYPE crm_open_tenants gauge\n");
+    out.push_str(&format!("crm_open_tenants {}\n", tenants.len()));
+    out.push_str("# HELP crm_store_reads_total Read snapshots begun per tenant.\n# TYPE crm_store_reads_total counter\n");
+    for store in tenants {
+        out.push_str(&format!("crm_store_reads_total{{tenant=\"{}\"}} {}\n", store.id(), store.read_count()));
+    }
+    let mut response = out.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response
+}

@@ -39,7 +39,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_page: 500, default_page: 50, max_depth: 12, max_complexity: 5000, max_body_bytes: 2 * 1024 * 1024 }
+        Limits { max_page: 500, default_page: 50, max_depth: 16, max_complexity: 20_000, max_body_bytes: 2 * 1024 * 1024 }
     }
 }
 

@@ -60,6 +60,11 @@ impl Kernel {
         Ok(store)
     }
 
+    /// The tenant stores currently open.
+    pub fn open_tenants(&self) -> Vec<Arc<TenantStore>> {
+        self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect()
+    }
+
     /// Creates a tenant with its database file and an admin API key.
     pub fn create_tenant(&self, name: &str) -> Result<(TenantInfo, String)> {
         let info = self.system.create_tenant(name)?;

@@ -161,7 +161,20 @@ struct ChainState {
 }
 
 pub(crate) struct WriterHandle {
-    sender: mpsc::Sender<Job>,
+    sender: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WriterHandle {
+    /// Closes the queue and waits for the writer thread to finish: the thread
+    /// holds the database, so only then is the tenant file free to open again.
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take() {
+            // A writer that panicked has nothing left to release.
+            let _ = thread.join();
+        }
+    }
 }
 
 impl WriterHandle {
@@ -176,17 +189,19 @@ impl WriterHandle {
         writer.state = writer.load_state()?;
         writer.seed_defaults()?;
         let (sender, receiver) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("writer-{tenant}"))
             .spawn(move || writer.run(receiver))
             .map_err(|error| Error::internal(format!("cannot start writer thread: {error}")))?;
-        Ok(WriterHandle { sender })
+        Ok(WriterHandle { sender: Some(sender), thread: Some(thread) })
     }
 
     pub(crate) fn enqueue(&self, request: WriteRequest) -> oneshot::Receiver<Result<Vec<Applied>>> {
         let (reply, receiver) = oneshot::channel();
         // If the writer is gone the reply sender is dropped and `wait` reports it.
-        let _ = self.sender.send(Job { request, reply });
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(Job { request, reply });
+        }
         receiver
     }
 
