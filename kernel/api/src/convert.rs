@@ -202,7 +202,12 @@ pub fn order_by(object: &ObjectDef, value: &ValueAccessor<'_>) -> Result<Vec<Sor
         if field_def(object, &field).is_none() {
             return Err(Error::invalid(format!("{} has no field '{}'", object.name, camel(&field))));
         }
-        let descending = matches!(item.get("direction"), Some(Gql::Enum(name)) if name.as_str() == "DESC");
+        // An enum literal in the query, a string when it came in a variable.
+        let descending = match item.get("direction") {
+            Some(Gql::Enum(name)) => name.as_str() == "DESC",
+            Some(Gql::String(name)) => name == "DESC",
+            _ => false,
+        };
         sort.push(Sort { field, descending });
     }
     Ok(sort)

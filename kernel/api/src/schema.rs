@@ -369,7 +369,9 @@ fn object_types(metadata: &Arc<Metadata>, object: &Arc<ObjectDef>, limits: &Limi
                 let ty = ty.clone();
                 FieldFuture::new(async move {
                     let record = ctx.parent_value.try_downcast_ref::<Record>()?;
-                    Ok(Some(output(&ty, record.get(&field_name))))
+                    // None, not Some(Null): the engine rejects a null enum or list value.
+                    let value = output(&ty, record.get(&field_name));
+                    Ok((value != Gql::Null).then_some(value))
                 })
             })
             .description(field.description.clone()),
@@ -392,7 +394,7 @@ fn object_types(metadata: &Arc<Metadata>, object: &Arc<ObjectDef>, limits: &Limi
                 let ty = ty.clone();
                 FieldFuture::new(async move {
                     let group = ctx.parent_value.try_downcast_ref::<GroupValue>()?;
-                    Ok(group.key_value(&field_name).map(|value| output(&ty, value)))
+                    Ok(group.key_value(&field_name).map(|value| output(&ty, value)).filter(|value| *value != Gql::Null))
                 })
             }));
         }

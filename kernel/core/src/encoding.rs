@@ -71,10 +71,11 @@ pub fn index_prefix(object: &str, field: &str) -> Vec<u8> {
     out
 }
 
-/// Appends an order-preserving, self-delimiting encoding of `value`.
+/// Appends an order-preserving, self-delimiting encoding of `value`. Null
+/// sorts after every value, as in [`Value::compare`].
 pub fn encode_key_value(out: &mut Vec<u8>, value: &Value) {
     match value {
-        Value::Null => out.push(0x00),
+        Value::Null => out.push(0xff),
         Value::Bool(flag) => {
             out.push(0x01);
             out.push(*flag as u8);

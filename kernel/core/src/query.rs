@@ -142,9 +142,11 @@ impl ListQuery {
         (self.include_deleted || !record.is_deleted()) && self.filter.as_ref().is_none_or(|filter| filter.matches(record))
     }
 
-    /// The effective order: the requested keys then `id` as the tie-break.
-    /// `created_at` is kernel-owned and set with the time-ordered id, so it
-    /// is ordered by id.
+    /// The effective order: the requested keys then `id` as the tie-break,
+    /// in the direction of the last requested key (so an index, whose keys
+    /// end with the id, yields exactly this order both ways). `created_at`
+    /// is kernel-owned and set with the time-ordered id, so it is ordered by
+    /// id.
     pub fn effective_sort(&self) -> Vec<Sort> {
         let mut sort: Vec<Sort> = Vec::new();
         for key in &self.sort {
@@ -158,7 +160,8 @@ impl ListQuery {
             }
         }
         if sort.last().is_none_or(|last| last.field != "id") {
-            sort.push(Sort { field: "id".into(), descending: false });
+            let descending = sort.last().is_some_and(|last| last.descending);
+            sort.push(Sort { field: "id".into(), descending });
         }
         sort
     }

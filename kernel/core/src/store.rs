@@ -380,9 +380,58 @@ impl Reader<'_> {
             records.truncate(limit);
             return Ok(Page { records, has_next_page, has_previous_page: page.after.is_some() });
         }
+        let object = self.store.object(&query.object)?;
+        let indexed = sort.len() == 2
+            && sort[0].descending == sort[1].descending
+            && (sort[0].field == "updated_at" || object.field(&sort[0].field).is_some_and(|field| field.has_index()));
+        if indexed && page.last.is_none() && page.before.is_none() && self.planned_ids(object, query)?.is_none() {
+            return self.list_by_index(query, &sort, page);
+        }
         let mut records = self.all(query)?;
         records.sort_by(|a, b| compare_records(a, b, &sort));
         Ok(paginate(records, &sort, page))
+    }
+
+    /// Streams a page in the order of an index on the first sort key.
+    fn list_by_index(&self, query: &ListQuery, sort: &[crate::query::Sort], page: &PageRequest) -> Result<Page> {
+        let field = &sort[0].field;
+        let descending = sort[0].descending;
+        let prefix = encoding::index_prefix(&query.object, field);
+        let end = encoding::prefix_end(&prefix);
+        let cursor_key = match &page.after {
+            Some(cursor) => match cursor.0.as_slice() {
+                [value, Value::Id(id)] => Some(encoding::index_key(&query.object, field, value, *id)),
+                _ => return Err(Error::invalid("cursor does not belong to this ordering")),
+            },
+            None => None,
+        };
+        use std::ops::Bound::{Excluded, Included};
+        let bounds: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = match (&cursor_key, descending) {
+            (None, _) => (Included(prefix.as_slice()), Excluded(end.as_slice())),
+            (Some(key), false) => (Excluded(key.as_slice()), Excluded(end.as_slice())),
+            (Some(key), true) => (Included(prefix.as_slice()), Excluded(key.as_slice())),
+        };
+        let index = self.txn.open_table(INDEX)?;
+        let Some(records) = self.records(&query.object)? else { return Ok(Page::default()) };
+        let limit = page.first.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        let range = index.range::<&[u8]>(bounds)?;
+        let entries: Box<dyn Iterator<Item = _>> = if descending { Box::new(range.rev()) } else { Box::new(range) };
+        for entry in entries {
+            let (key, _) = entry?;
+            let Some(id) = encoding::id_from_index_key(key.value()) else { continue };
+            let Some(bytes) = records.get(id.0)? else { continue };
+            let record = decode_record(id, bytes.value())?;
+            if query.matches(&record) {
+                out.push(record);
+                if out.len() > limit {
+                    break;
+                }
+            }
+        }
+        let has_next_page = out.len() > limit;
+        out.truncate(limit);
+        Ok(Page { records: out, has_next_page, has_previous_page: page.after.is_some() })
     }
 
     /// Children of many parents at once: for each parent id, the records of

@@ -719,17 +719,17 @@ impl<'t> Tx<'t> {
             if old == Some(new) {
                 continue;
             }
-            if let Some(old) = old.filter(|old| !old.is_null()) {
+            // Nulls are indexed too (sorting last) so an index walk in field
+            // order visits every record; unique values exclude null.
+            if let Some(old) = old {
                 self.index.remove(encoding::index_key(&object.name, &field.name, old, after.id).as_slice())?;
-                if field.unique {
+                if field.unique && !old.is_null() {
                     self.unique.remove(encoding::unique_key(&object.name, &field.name, old).as_slice())?;
                 }
             }
-            if !new.is_null() {
-                self.index.insert(encoding::index_key(&object.name, &field.name, new, after.id).as_slice(), ())?;
-                if field.unique {
-                    self.unique.insert(encoding::unique_key(&object.name, &field.name, new).as_slice(), after.id.0)?;
-                }
+            self.index.insert(encoding::index_key(&object.name, &field.name, new, after.id).as_slice(), ())?;
+            if field.unique && !new.is_null() {
+                self.unique.insert(encoding::unique_key(&object.name, &field.name, new).as_slice(), after.id.0)?;
             }
         }
         let old_updated = before.map(|before| before.updated_at);

@@ -142,6 +142,8 @@ enum SortChoice {
     CreatedDescending,
     FirstName { descending: bool },
     Score { descending: bool },
+    /// An indexed field: pages stream from the index.
+    Stage { descending: bool },
     StageThenFirstName,
 }
 
@@ -186,6 +188,7 @@ fn sort_choice() -> impl Strategy<Value = SortChoice> {
         Just(SortChoice::CreatedDescending),
         any::<bool>().prop_map(|descending| SortChoice::FirstName { descending }),
         any::<bool>().prop_map(|descending| SortChoice::Score { descending }),
+        any::<bool>().prop_map(|descending| SortChoice::Stage { descending }),
         Just(SortChoice::StageThenFirstName),
     ]
 }
@@ -517,10 +520,15 @@ fn model_sorted(model: &Model, sort: SortChoice, stage_filter: Option<&Value>) -
         SortChoice::Default => a_id.cmp(b_id),
         SortChoice::IdDescending | SortChoice::CreatedDescending => b_id.cmp(a_id),
         SortChoice::FirstName { descending } => {
-            directed(compare_nullable(text_of(a, "first_name"), text_of(b, "first_name")), descending).then(a_id.cmp(b_id))
+            directed(compare_nullable(text_of(a, "first_name"), text_of(b, "first_name")), descending)
+                .then(directed(a_id.cmp(b_id), descending))
         }
         SortChoice::Score { descending } => {
-            directed(compare_nullable(score_of(a), score_of(b)), descending).then(a_id.cmp(b_id))
+            directed(compare_nullable(score_of(a), score_of(b)), descending).then(directed(a_id.cmp(b_id), descending))
+        }
+        SortChoice::Stage { descending } => {
+            directed(compare_nullable(text_of(a, "lifecycle_stage"), text_of(b, "lifecycle_stage")), descending)
+                .then(directed(a_id.cmp(b_id), descending))
         }
         SortChoice::StageThenFirstName => compare_nullable(text_of(a, "lifecycle_stage"), text_of(b, "lifecycle_stage"))
             .then(compare_nullable(text_of(a, "first_name"), text_of(b, "first_name")))
@@ -537,6 +545,7 @@ fn list_query(sort: SortChoice) -> ListQuery {
         SortChoice::CreatedDescending => query.sort("created_at", true),
         SortChoice::FirstName { descending } => query.sort("first_name", descending),
         SortChoice::Score { descending } => query.sort("lead_score", descending),
+        SortChoice::Stage { descending } => query.sort("lifecycle_stage", descending),
         SortChoice::StageThenFirstName => query.sort("lifecycle_stage", false).sort("first_name", false),
     }
 }
