@@ -153,10 +153,12 @@ fn finish(mut response: async_graphql::Response, graphql_response: bool) -> Resp
         && response.errors.iter().all(|error| code_of(error).is_none());
     for error in &mut response.errors {
         if code_of(error).is_none() {
-            error
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", "VALIDATION");
+            // The engine's own "internal: …" errors are kernel bugs, not bad input.
+            let code = if error.message.starts_with("internal:") { "INTERNAL" } else { "VALIDATION" };
+            if code == "INTERNAL" {
+                tracing::error!(message = %error.message, "graphql engine error");
+            }
+            error.extensions.get_or_insert_with(Default::default).set("code", code);
         }
     }
     let body = serde_json::to_vec(&response).unwrap_or_default();

@@ -1,0 +1,12 @@
+//! End-to-end tests: each test starts the real `crm` binary on port 0 with
+//! its own temporary data directory and talks to it over HTTP, WebSocket
+//! and the command line, as a client would.
+
+mod support;
+
+mod bad_input;
+mod durability;
+mod graphql;
+mod isolation;
+mod tour;
+mod websocket;
