@@ -18,6 +18,14 @@ fn tour_script() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_tour_runs_against_a_fresh_server() {
     let server = Server::start(&[]).await;
+    // First start: the default tenant's admin key is readable by its owner only.
+    assert!(server.startup.iter().any(|line| line.contains("admin-key")), "{:?}", server.startup);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(server.dir.join("admin-key")).expect("admin-key written").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "admin-key mode is {:o}", mode & 0o777);
+    }
     let script = tour_script();
     assert!(script.contains("createCompany"), "the extracted tour looks wrong:\n{script}");
     let run = tokio::process::Command::new("bash")
