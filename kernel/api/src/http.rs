@@ -19,6 +19,7 @@ use crm_core::metadata::Metadata;
 use crm_core::{Actor, ErrorKind, Kernel, TenantId, TenantStore};
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use tracing::Instrument;
 
 use crate::context::RequestCtx;
 use crate::errors::{code_of, error_body};
@@ -182,10 +183,8 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
     };
     let id = request_id();
     let span = tracing::info_span!("graphql", tenant = %store.id(), request_id = %id);
-    let _enter = span.enter();
     let request = request.data(RequestCtx::new(store, actor, id));
-    drop(_enter);
-    finish(schema.execute(request).await, wants_graphql_response(headers))
+    finish(schema.execute(request).instrument(span).await, wants_graphql_response(headers))
 }
 
 async fn graphql_post(State(state): State<AppState>, request: Request<Body>) -> Response {

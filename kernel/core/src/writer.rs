@@ -363,7 +363,9 @@ impl Writer {
                 Err(error) => return reply_all(jobs, error),
             };
             if let Some((index, error)) = failure {
-                drop(txn);
+                if let Err(abort_error) = txn.abort() {
+                    tracing::warn!(%abort_error, "aborting a failed batch");
+                }
                 let job = jobs.remove(index);
                 let _ = job.reply.send(Err(error));
                 continue;
