@@ -282,7 +282,7 @@ pub fn build(metadata: &Arc<Metadata>, limits: &Limits) -> Result<Schema, Schema
         query = add_queries(query, &object, limits);
         mutation = add_mutations(mutation, &object);
     }
-    query = add_change_feed(query, metadata);
+    query = add_change_feed(query);
     query = query.field(
         Field::new("recordHistory", TypeRef::named_nn_list_nn("AuditEntry"), {
             let metadata = metadata.clone();
@@ -302,7 +302,7 @@ pub fn build(metadata: &Arc<Metadata>, limits: &Limits) -> Result<Schema, Schema
         .argument(InputValue::new("object", TypeRef::named_nn("ObjectName")))
         .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID))),
     );
-    subscription = add_subscriptions(subscription, metadata);
+    subscription = add_subscriptions(subscription);
 
     let mut builder = Schema::build("Query", Some("Mutation"), Some("Subscription"))
         .register(query)
@@ -949,11 +949,9 @@ fn change_types(metadata: &Arc<Metadata>) -> Vec<async_graphql::dynamic::Type> {
     vec![change.into(), feed.into()]
 }
 
-fn add_change_feed(query: Object, metadata: &Arc<Metadata>) -> Object {
-    let metadata = metadata.clone();
+fn add_change_feed(query: Object) -> Object {
     query.field(
         Field::new("changes", TypeRef::named_nn("ChangeFeed"), move |ctx| {
-            let _metadata = metadata.clone();
             FieldFuture::new(async move {
                 let rc = request(&ctx)?;
                 let after = match ctx.args.get("after").filter(|value| !value.is_null()) {
@@ -1053,7 +1051,7 @@ fn json_value(value: &crm_core::Value) -> Gql {
     }
 }
 
-fn add_subscriptions(subscription: Subscription, _metadata: &Arc<Metadata>) -> Subscription {
+fn add_subscriptions(subscription: Subscription) -> Subscription {
     subscription.field(
         SubscriptionField::new("recordChanges", TypeRef::named_nn("RecordChange"), |ctx| {
             SubscriptionFieldFuture::new(async move {

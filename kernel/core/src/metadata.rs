@@ -2,7 +2,6 @@
 //! are metadata too, so the store, the query engine and the GraphQL schema
 //! treat every object the same way.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -267,9 +266,4 @@ impl Metadata {
         ];
         Arc::new(Metadata { objects })
     }
-}
-
-/// Lookup of objects by name, built once per metadata.
-pub fn object_index(metadata: &Metadata) -> HashMap<&str, &ObjectDef> {
-    metadata.objects.iter().map(|object| (object.name.as_str(), object)).collect()
 }

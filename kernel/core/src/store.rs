@@ -22,7 +22,7 @@ use crate::encoding::{self, decode_record};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{RecordId, TenantId};
 use crate::metadata::{Metadata, ObjectDef};
-use crate::query::{Condition, Cursor, ListQuery, Page, PageRequest, compare_records, compare_to_cursor, paginate};
+use crate::query::{Condition, ListQuery, Page, PageRequest, compare_records, paginate};
 use crate::value::{Record, Value};
 use crate::writer::{self, WriteRequest, Applied, WriterHandle};
 
@@ -533,10 +533,4 @@ impl Reader<'_> {
         };
         Ok(table.get(key)?.map(|value| value.value().to_vec()))
     }
-}
-
-/// Whether `record` is after `cursor` in `sort` order (exposed for the API's
-/// in-memory pages).
-pub fn is_after(record: &Record, cursor: &Cursor, sort: &[crate::query::Sort]) -> bool {
-    compare_to_cursor(record, cursor, sort) == std::cmp::Ordering::Greater
 }
