@@ -59,7 +59,7 @@ impl AppState {
 
     /// The schema of a tenant, built on first use and cached.
     pub fn schema_for(&self, store: &TenantStore) -> Result<Schema, crm_core::Error> {
-        let metadata = store.metadata();
+        let metadata = &store.metadata();
         {
             let cache = self.inner.by_tenant.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((cached, schema)) = cache.get(store.id())

@@ -711,7 +711,7 @@ fn add_queries(query: Object, object: &Arc<ObjectDef>, limits: &Limits) -> Objec
 /// Runs a write and returns its records as GraphQL values.
 async fn run_write(ctx: &ResolverContext<'_>, mutations: Vec<Mutation>) -> GqlResult<Vec<Record>> {
     let rc = request(ctx)?;
-    let request = WriteRequest { actor: rc.actor.clone(), request_id: Some(rc.request_id.clone()), mutations };
+    let request = WriteRequest { actor: rc.actor.clone(), request_id: Some(rc.request_id.clone()), mutations, effects: Vec::new() };
     let applied = rc.store.write(request).await.map_err(|e| fail(rc, e))?;
     Ok(applied.into_iter().map(|applied| applied.record).collect())
 }

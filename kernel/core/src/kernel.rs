@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::ids::TenantId;
+use crate::json_schema;
 use crate::metadata::Metadata;
+use crate::plugin::{ActivePlugin, EnableOptions, Enablement, InstalledPlugin, PluginRuntime, PluginStatus, tenant_metadata};
 use crate::store::{StoreOptions, TenantStore};
 use crate::system::{ApiKeyInfo, SystemStore, TenantInfo};
 
@@ -18,6 +20,13 @@ pub struct Kernel {
     system: SystemStore,
     tenants: Mutex<HashMap<TenantId, Arc<TenantStore>>>,
     options: StoreOptions,
+    runtime: OnceLock<Arc<dyn PluginRuntime>>,
+    /// Serializes plugin administration so metadata switches do not race.
+    admin: tokio::sync::Mutex<()>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl Kernel {
@@ -28,7 +37,14 @@ impl Kernel {
             Error::internal(format!("cannot create data directory {}: {error}", data_dir.display()))
         })?;
         let system = SystemStore::open(&data_dir.join("system.redb"))?;
-        Ok(Kernel { data_dir: data_dir.to_path_buf(), system, tenants: Mutex::new(HashMap::new()), options })
+        Ok(Kernel {
+            data_dir: data_dir.to_path_buf(),
+            system,
+            tenants: Mutex::new(HashMap::new()),
+            options,
+            runtime: OnceLock::new(),
+            admin: tokio::sync::Mutex::new(()),
+        })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -38,11 +54,41 @@ impl Kernel {
         &self.system
     }
 
-    /// The metadata of a tenant. Today every tenant has the standard
-    /// objects; plugins and custom fields extend it per tenant.
-    pub fn metadata(&self, _tenant: &TenantId) -> Arc<Metadata> {
-        static STANDARD: std::sync::OnceLock<Arc<Metadata>> = std::sync::OnceLock::new();
+    /// Wires in the plugin runtime (once, before tenants are opened).
+    pub fn set_runtime(&self, runtime: Arc<dyn PluginRuntime>) {
+        let _ = self.runtime.set(runtime);
+    }
+
+    pub fn runtime(&self) -> Result<&Arc<dyn PluginRuntime>> {
+        self.runtime.get().ok_or_else(|| Error::new(ErrorKind::Unavailable, "plugins are not available in this process"))
+    }
+
+    pub fn standard_metadata() -> Arc<Metadata> {
+        static STANDARD: OnceLock<Arc<Metadata>> = OnceLock::new();
         STANDARD.get_or_init(Metadata::standard).clone()
+    }
+
+    /// The plugins enabled for a tenant, with their manifests.
+    pub fn active_plugins(&self, tenant: &TenantId) -> Result<Vec<ActivePlugin>> {
+        let mut out = Vec::new();
+        for enablement in self.system.enablements(tenant)? {
+            if !enablement.is_enabled() {
+                continue;
+            }
+            let Some(installed) = self.system.plugin(&enablement.plugin, &enablement.version)? else {
+                tracing::error!(tenant = %tenant, plugin = %enablement.plugin, "enabled plugin version is not installed");
+                continue;
+            };
+            out.push(ActivePlugin { enablement, manifest: installed.manifest });
+        }
+        Ok(out)
+    }
+
+    /// The metadata of a tenant: standard objects plus what its enabled
+    /// plugins declare.
+    pub fn metadata(&self, tenant: &TenantId) -> Result<Arc<Metadata>> {
+        let active = self.active_plugins(tenant)?;
+        metadata_of(&active)
     }
 
     /// The store of a tenant, opened on first use.
@@ -55,8 +101,14 @@ impl Kernel {
             return Err(Error::not_found(format!("no tenant '{id}'")));
         }
         let path = self.data_dir.join("tenants").join(format!("{id}.redb"));
-        let store = TenantStore::open(&path, id.clone(), self.metadata(id), &self.options)?;
+        let active = self.active_plugins(id)?;
+        let store = TenantStore::open(&path, id.clone(), metadata_of(&active)?, &self.options)?;
         open.insert(id.clone(), store.clone());
+        drop(open);
+        if let Some(runtime) = self.runtime.get() {
+            store.set_hooks(runtime.write_hooks(id, &active));
+            runtime.tenant_changed(id, &active);
+        }
         Ok(store)
     }
 
@@ -89,4 +141,119 @@ impl Kernel {
         let store = self.tenant(&info.tenant)?;
         Ok((info, store))
     }
+
+    /// Installs a plugin component: checks it, stores it under its hash.
+    /// Returns the plugin and whether it was new.
+    pub fn install_plugin(&self, wasm: &[u8]) -> Result<(InstalledPlugin, bool)> {
+        let manifest = self.runtime()?.inspect(wasm)?;
+        manifest.validate(&Kernel::standard_metadata())?;
+        let hash = crate::plugin::content_hash(wasm);
+        let installed = InstalledPlugin {
+            id: manifest.id.clone(),
+            version: manifest.version.clone(),
+            hash,
+            size: wasm.len() as u64,
+            installed_at: now_ms(),
+            manifest,
+        };
+        let new = self.system.install_plugin(&installed, wasm)?;
+        Ok((installed, new))
+    }
+
+    /// Enables (or upgrades, or reconfigures) a plugin for a tenant. The
+    /// tenant's metadata switches in the same step; if that fails nothing
+    /// changes.
+    pub async fn enable_plugin(&self, tenant: &TenantId, plugin: &str, options: EnableOptions) -> Result<Enablement> {
+        let _guard = self.admin.lock().await;
+        let installed = match &options.version {
+            Some(version) => self.system.plugin(plugin, version)?,
+            None => self.system.latest_plugin(plugin)?,
+        }
+        .ok_or_else(|| {
+            Error::not_found(format!("plugin {plugin}{} is not installed", options.version.as_ref().map(|v| format!("@{v}")).unwrap_or_default()))
+        })?;
+        let manifest = &installed.manifest;
+        let schema: serde_json::Value = serde_json::from_str(&manifest.config_schema)
+            .map_err(|error| Error::invalid(format!("config schema is not JSON: {error}")))?;
+        let config: serde_json::Value = serde_json::from_str(options.config.as_deref().unwrap_or("{}"))
+            .map_err(|error| Error::invalid_field("config", format!("is not JSON: {error}")))?;
+        json_schema::validate(&schema, &config)?;
+        let config = json_schema::with_defaults(&schema, &config);
+        let grants = options.grants.clone().unwrap_or_else(|| manifest.capabilities.clone());
+        grants.check_within(&manifest.capabilities)?;
+        let previous = self.system.enablement(tenant, plugin)?;
+        let mut history = previous.as_ref().map(|p| p.previous.clone()).unwrap_or_default();
+        if let Some(previous) = &previous
+            && previous.version != installed.version
+        {
+            history.push(previous.version.clone());
+        }
+        let enablement = Enablement {
+            plugin: plugin.to_string(),
+            version: installed.version.clone(),
+            hash: installed.hash.clone(),
+            config: config.to_string(),
+            grants,
+            limits: options.limits,
+            status: PluginStatus::Enabled,
+            changed_at: now_ms(),
+            previous: history,
+        };
+        self.switch(tenant, plugin, Some(enablement.clone()), previous).await?;
+        Ok(enablement)
+    }
+
+    /// Disables a plugin for a tenant; its data stays.
+    pub async fn disable_plugin(&self, tenant: &TenantId, plugin: &str, status: PluginStatus) -> Result<Enablement> {
+        let _guard = self.admin.lock().await;
+        let previous = self
+            .system
+            .enablement(tenant, plugin)?
+            .ok_or_else(|| Error::not_found(format!("plugin {plugin} is not enabled for this tenant")))?;
+        let mut next = previous.clone();
+        next.status = status;
+        next.changed_at = now_ms();
+        self.switch(tenant, plugin, Some(next.clone()), Some(previous)).await?;
+        Ok(next)
+    }
+
+    /// Writes an enablement and moves the open store to the resulting
+    /// metadata and hooks; restores the previous enablement on failure.
+    async fn switch(&self, tenant: &TenantId, plugin: &str, next: Option<Enablement>, previous: Option<Enablement>) -> Result<()> {
+        let store = self.tenant(tenant)?;
+        if let Some(next) = &next {
+            self.system.set_enablement(tenant, next)?;
+        }
+        let result = async {
+            let active = self.active_plugins(tenant)?;
+            let metadata = metadata_of(&active)?;
+            store.set_metadata(metadata).await?;
+            Ok::<_, Error>(active)
+        }
+        .await;
+        match result {
+            Ok(active) => {
+                if let Some(runtime) = self.runtime.get() {
+                    store.set_hooks(runtime.write_hooks(tenant, &active));
+                    runtime.tenant_changed(tenant, &active);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                match previous {
+                    Some(previous) => self.system.set_enablement(tenant, &previous)?,
+                    None => self.system.remove_enablement(tenant, plugin)?,
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+fn metadata_of(active: &[ActivePlugin]) -> Result<Arc<Metadata>> {
+    if active.is_empty() {
+        return Ok(Kernel::standard_metadata());
+    }
+    let manifests: Vec<&crate::plugin::PluginManifest> = active.iter().map(|plugin| &plugin.manifest).collect();
+    Ok(Arc::new(tenant_metadata(&Kernel::standard_metadata(), &manifests)?))
 }

@@ -11,8 +11,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::broadcast;
@@ -22,6 +22,7 @@ use crate::encoding::{self, decode_record};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{RecordId, TenantId};
 use crate::metadata::{Metadata, ObjectDef};
+use crate::plugin::WriteHooks;
 use crate::query::{Condition, ListQuery, Page, PageRequest, compare_records, paginate};
 use crate::value::{Record, Value};
 use crate::writer::{self, WriteRequest, Applied, WriterHandle};
@@ -32,6 +33,14 @@ pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audi
 pub(crate) const AUDIT_BY_RECORD: TableDefinition<&[u8], ()> = TableDefinition::new("audit_by_record");
 pub(crate) const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// `plugin \0 key` → value: the private key-value store of each plugin.
+pub(crate) const PLUGIN_KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("plugin_kv");
+/// `plugin \0 key` → timer (postcard).
+pub(crate) const TIMERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("timers");
+/// `due (big-endian i64, sign-flipped) plugin \0 key` → `()`: timers in due order.
+pub(crate) const TIMERS_DUE: TableDefinition<&[u8], ()> = TableDefinition::new("timers_due");
+/// seq → dead letter (JSON): deliveries that exhausted their retries.
+pub(crate) const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 
 /// The on-disk layout version of a tenant file.
 pub const TENANT_FORMAT: u64 = 1;
@@ -62,10 +71,25 @@ pub struct Published {
     pub record: Record,
 }
 
+/// What the store and its writer thread share and may change at run time.
+pub(crate) struct Shared {
+    pub(crate) metadata: RwLock<Arc<Metadata>>,
+    pub(crate) hooks: RwLock<Option<Arc<dyn WriteHooks>>>,
+}
+
+impl Shared {
+    pub(crate) fn metadata(&self) -> Arc<Metadata> {
+        self.metadata.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+    pub(crate) fn hooks(&self) -> Option<Arc<dyn WriteHooks>> {
+        self.hooks.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
 pub struct TenantStore {
     id: TenantId,
     db: Arc<Database>,
-    metadata: Arc<Metadata>,
+    shared: Arc<Shared>,
     writer: WriterHandle,
     events: broadcast::Sender<Arc<Published>>,
     reads: AtomicU64,
@@ -98,19 +122,36 @@ impl TenantStore {
         let db = Arc::new(open_database(path, options.cache_bytes)?);
         writer::initialize(&db, &metadata)?;
         let (events, _) = broadcast::channel(4096);
-        let writer = WriterHandle::start(id.clone(), db.clone(), metadata.clone(), events.clone(), options.max_batch)?;
-        Ok(Arc::new(TenantStore { id, db, metadata, writer, events, reads: AtomicU64::new(0) }))
+        let shared = Arc::new(Shared { metadata: RwLock::new(metadata), hooks: RwLock::new(None) });
+        let writer = WriterHandle::start(id.clone(), db.clone(), shared.clone(), events.clone(), options.max_batch)?;
+        Ok(Arc::new(TenantStore { id, db, shared, writer, events, reads: AtomicU64::new(0) }))
     }
 
     pub fn id(&self) -> &TenantId {
         &self.id
     }
-    pub fn metadata(&self) -> &Arc<Metadata> {
-        &self.metadata
+
+    /// The tenant's current metadata (it changes when plugins are enabled
+    /// or disabled).
+    pub fn metadata(&self) -> Arc<Metadata> {
+        self.shared.metadata()
     }
 
-    pub fn object(&self, name: &str) -> Result<&ObjectDef> {
-        self.metadata.object(name).ok_or_else(|| Error::invalid(format!("unknown object '{name}'")))
+    pub fn object(&self, name: &str) -> Result<ObjectDef> {
+        self.metadata().object(name).cloned().ok_or_else(|| Error::invalid(format!("unknown object '{name}'")))
+    }
+
+    /// Switches the tenant to new metadata. Indexes of fields that are
+    /// indexed now but were not before are rebuilt first, in one
+    /// transaction with the switch; a unique field whose existing values
+    /// collide makes the switch fail with `CONFLICT` and changes nothing.
+    pub async fn set_metadata(&self, metadata: Arc<Metadata>) -> Result<()> {
+        self.writer.reindex(metadata).await
+    }
+
+    /// Installs the before-write hooks the writer calls (None removes them).
+    pub fn set_hooks(&self, hooks: Option<Arc<dyn WriteHooks>>) {
+        *self.shared.hooks.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = hooks;
     }
 
     /// Number of read transactions this store has begun: the unit in which
@@ -122,13 +163,13 @@ impl TenantStore {
     /// A snapshot to read from.
     pub fn reader(&self) -> Result<Reader<'_>> {
         self.reads.fetch_add(1, Ordering::Relaxed);
-        Ok(Reader { store: self, txn: self.db.begin_read()? })
+        Ok(Reader { store: self, metadata: self.shared.metadata(), txn: self.db.begin_read()? })
     }
 
     /// Applies a write request through the group-commit writer; resolves once
     /// the transaction holding it is durable.
     pub async fn write(&self, request: WriteRequest) -> Result<Vec<Applied>> {
-        let request = writer::prepare(&self.metadata, request)?;
+        let request = writer::prepare(&self.shared.metadata(), request)?;
         self.writer.submit(request).await
     }
 
@@ -136,8 +177,9 @@ impl TenantStore {
     /// its own, and the writer commits them in as few transactions as it can.
     pub async fn write_each(&self, requests: Vec<WriteRequest>) -> Vec<Result<Vec<Applied>>> {
         let mut waiting = Vec::with_capacity(requests.len());
+        let metadata = self.shared.metadata();
         for request in requests {
-            match writer::prepare(&self.metadata, request) {
+            match writer::prepare(&metadata, request) {
                 Ok(request) => waiting.push(Ok(self.writer.enqueue(request))),
                 Err(error) => waiting.push(Err(error)),
             }
@@ -175,16 +217,26 @@ impl TenantStore {
 /// A consistent read snapshot of one tenant.
 pub struct Reader<'s> {
     store: &'s TenantStore,
+    metadata: Arc<Metadata>,
     txn: ReadTransaction,
 }
 
 impl Reader<'_> {
     pub fn metadata(&self) -> &Metadata {
-        &self.store.metadata
+        &self.metadata
+    }
+
+    pub(crate) fn txn(&self) -> &ReadTransaction {
+        let _ = self.store;
+        &self.txn
+    }
+
+    fn object_def(&self, name: &str) -> Result<&ObjectDef> {
+        self.metadata.object(name).ok_or_else(|| Error::invalid(format!("unknown object '{name}'")))
     }
 
     fn records(&self, object: &str) -> Result<Option<redb::ReadOnlyTable<u128, &'static [u8]>>> {
-        self.store.object(object)?;
+        self.object_def(object)?;
         let name = records_table(object);
         match self.txn.open_table(TableDefinition::<u128, &[u8]>::new(&name)) {
             Ok(table) => Ok(Some(table)),
@@ -295,7 +347,7 @@ impl Reader<'_> {
         from: Option<RecordId>,
         visit: &mut dyn FnMut(Record) -> bool,
     ) -> Result<()> {
-        let object = self.store.object(&query.object)?;
+        let object = self.object_def(&query.object)?;
         let Some(table) = self.records(&query.object)? else { return Ok(()) };
         if let Some(mut ids) = self.planned_ids(object, query)? {
             if descending {
@@ -380,7 +432,7 @@ impl Reader<'_> {
             records.truncate(limit);
             return Ok(Page { records, has_next_page, has_previous_page: page.after.is_some() });
         }
-        let object = self.store.object(&query.object)?;
+        let object = self.object_def(&query.object)?;
         let indexed = sort.len() == 2
             && sort[0].descending == sort[1].descending
             && (sort[0].field == "updated_at" || object.field(&sort[0].field).is_some_and(|field| field.has_index()));

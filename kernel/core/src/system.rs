@@ -12,12 +12,19 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::plugin::{Enablement, InstalledPlugin};
 use crate::ids::{TenantId, truncate};
 use crate::store::open_database;
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const TENANT_NAMES: TableDefinition<&str, &str> = TableDefinition::new("tenant_names");
 const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
+/// `id@version` → installed plugin (JSON).
+const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
+/// hash → component bytes.
+const PLUGIN_BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugin_blobs");
+/// `tenant/plugin` → enablement (JSON).
+const ENABLEMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugin_enablements");
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantInfo {
@@ -82,6 +89,9 @@ impl SystemStore {
         txn.open_table(TENANTS)?;
         txn.open_table(TENANT_NAMES)?;
         txn.open_table(API_KEYS)?;
+        txn.open_table(PLUGINS)?;
+        txn.open_table(PLUGIN_BLOBS)?;
+        txn.open_table(ENABLEMENTS)?;
         txn.commit()?;
         Ok(SystemStore { db })
     }
@@ -180,6 +190,162 @@ impl SystemStore {
         }
         Ok(info)
     }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::internal(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::internal(format!("corrupt system record: {e}")))
+}
+
+fn enablement_key(tenant: &TenantId, plugin: &str) -> String {
+    format!("{tenant}/{plugin}")
+}
+
+/// Plugins: installed versions (content-addressed) and their enablement per
+/// tenant.
+impl SystemStore {
+    /// Stores a plugin version. Installing the same bytes again is a no-op;
+    /// different bytes under an existing `id@version` are a conflict.
+    pub fn install_plugin(&self, plugin: &InstalledPlugin, wasm: &[u8]) -> Result<bool> {
+        let key = format!("{}@{}", plugin.id, plugin.version);
+        let txn = self.db.begin_write()?;
+        {
+            let mut plugins = txn.open_table(PLUGINS)?;
+            if let Some(existing) = plugins.get(key.as_str())? {
+                let existing: InstalledPlugin = from_json(existing.value())?;
+                if existing.hash == plugin.hash {
+                    return Ok(false);
+                }
+                return Err(Error::conflict(format!(
+                    "{key} is already installed with different contents (hash {}); bump the version",
+                    &existing.hash[..12]
+                )));
+            }
+            plugins.insert(key.as_str(), to_json(plugin)?.as_slice())?;
+            txn.open_table(PLUGIN_BLOBS)?.insert(plugin.hash.as_str(), wasm)?;
+        }
+        txn.commit()?;
+        Ok(true)
+    }
+
+    /// Every installed version, ordered by id then version text.
+    pub fn plugins(&self) -> Result<Vec<InstalledPlugin>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PLUGINS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            out.push(from_json(entry?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    pub fn plugin(&self, id: &str, version: &str) -> Result<Option<InstalledPlugin>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PLUGINS)?;
+        let key = format!("{id}@{version}");
+        table.get(key.as_str())?.map(|bytes| from_json(bytes.value())).transpose()
+    }
+
+    /// The newest installed version of a plugin (by semantic version).
+    pub fn latest_plugin(&self, id: &str) -> Result<Option<InstalledPlugin>> {
+        let mut versions: Vec<InstalledPlugin> = self.plugins()?.into_iter().filter(|plugin| plugin.id == id).collect();
+        versions.sort_by_key(|plugin| semver_key(&plugin.version));
+        Ok(versions.pop())
+    }
+
+    pub fn plugin_blob(&self, hash: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PLUGIN_BLOBS)?;
+        Ok(table.get(hash)?.map(|bytes| bytes.value().to_vec()))
+    }
+
+    /// Removes an installed version; refused while any tenant uses it.
+    pub fn uninstall_plugin(&self, id: &str, version: &str) -> Result<()> {
+        let key = format!("{id}@{version}");
+        let txn = self.db.begin_write()?;
+        {
+            let enablements = txn.open_table(ENABLEMENTS)?;
+            for entry in enablements.iter()? {
+                let (tenant_key, bytes) = entry?;
+                let enablement: Enablement = from_json(bytes.value())?;
+                if enablement.plugin == id && enablement.version == version && enablement.is_enabled() {
+                    let tenant = tenant_key.value().split('/').next().unwrap_or_default().to_string();
+                    return Err(Error::conflict(format!("{key} is enabled for tenant {tenant}; disable it first")));
+                }
+            }
+            drop(enablements);
+            let mut plugins = txn.open_table(PLUGINS)?;
+            let removed: InstalledPlugin = match plugins.remove(key.as_str())? {
+                Some(removed) => from_json(removed.value())?,
+                None => return Err(Error::not_found(format!("{key} is not installed"))),
+            };
+            let still_used = plugins.iter()?.filter_map(|entry| entry.ok()).any(|(_, bytes)| {
+                from_json::<InstalledPlugin>(bytes.value()).is_ok_and(|other| other.hash == removed.hash)
+            });
+            if !still_used {
+                txn.open_table(PLUGIN_BLOBS)?.remove(removed.hash.as_str())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn set_enablement(&self, tenant: &TenantId, enablement: &Enablement) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let key = enablement_key(tenant, &enablement.plugin);
+            txn.open_table(ENABLEMENTS)?.insert(key.as_str(), to_json(enablement)?.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn remove_enablement(&self, tenant: &TenantId, plugin: &str) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(ENABLEMENTS)?.remove(enablement_key(tenant, plugin).as_str())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn enablement(&self, tenant: &TenantId, plugin: &str) -> Result<Option<Enablement>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ENABLEMENTS)?;
+        let key = enablement_key(tenant, plugin);
+        table.get(key.as_str())?.map(|bytes| from_json(bytes.value())).transpose()
+    }
+
+    /// The plugins of a tenant (enabled or not), ordered by plugin id.
+    pub fn enablements(&self, tenant: &TenantId) -> Result<Vec<Enablement>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ENABLEMENTS)?;
+        let start = format!("{tenant}/");
+        let end = format!("{tenant}0");
+        let mut out = Vec::new();
+        for entry in table.range(start.as_str()..end.as_str())? {
+            out.push(from_json(entry?.1.value())?);
+        }
+        Ok(out)
+    }
+}
+
+/// Orders `x.y.z[-pre]` versions numerically; pre-releases sort before
+/// their release.
+pub fn semver_key(version: &str) -> (u64, u64, u64, bool, String) {
+    let (core, pre) = match version.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (version.split('+').next().unwrap_or(version), None),
+    };
+    let mut parts = core.split('.').map(|part| part.parse::<u64>().unwrap_or(0));
+    (
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        pre.is_none(),
+        pre.unwrap_or_default().to_string(),
+    )
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

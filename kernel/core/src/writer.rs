@@ -18,12 +18,17 @@ use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, Wr
 use tokio::sync::{broadcast, oneshot};
 
 use crate::audit::{Actor, AuditEntry, ChangeEvent, ChangeOp, FieldChange};
+use crate::plugin::{HookCall, PendingChange, WriteHooks};
+use crate::plugin_state::{Effect, cursor_key, due_key, plugin_key};
 use crate::encoding::{self, decode_record, encode_record};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{RecordId, TenantId};
 use crate::metadata::{FieldType, Metadata, ObjectDef, SYSTEM_FIELDS};
 use crate::normalize::normalize;
-use crate::store::{AUDIT, AUDIT_BY_RECORD, CHANGES, INDEX, META, Published, TENANT_FORMAT, UNIQUE, records_table};
+use crate::store::{
+    AUDIT, AUDIT_BY_RECORD, CHANGES, DEAD_LETTERS, INDEX, META, PLUGIN_KV, Published, Shared, TENANT_FORMAT, TIMERS, TIMERS_DUE,
+    UNIQUE, records_table,
+};
 use crate::value::{Record, Value};
 
 /// Most mutations one request may carry (bulk writes).
@@ -61,11 +66,18 @@ pub struct WriteRequest {
     pub actor: Actor,
     pub request_id: Option<String>,
     pub mutations: Vec<Mutation>,
+    /// Plugin state changes committed with the mutations.
+    pub effects: Vec<Effect>,
 }
 
 impl WriteRequest {
     pub fn new(actor: Actor, mutations: Vec<Mutation>) -> Self {
-        WriteRequest { actor, request_id: None, mutations }
+        WriteRequest { actor, request_id: None, mutations, effects: Vec::new() }
+    }
+
+    /// A request that only changes plugin state.
+    pub fn effects(actor: Actor, effects: Vec<Effect>) -> Self {
+        WriteRequest { actor, request_id: None, mutations: Vec::new(), effects }
     }
 }
 
@@ -152,6 +164,11 @@ struct Job {
     reply: oneshot::Sender<Result<Vec<Applied>>>,
 }
 
+enum Command {
+    Write(Job),
+    Reindex(Arc<Metadata>, oneshot::Sender<Result<()>>),
+}
+
 /// The chain heads, carried from one transaction to the next.
 #[derive(Debug, Clone, Default)]
 struct ChainState {
@@ -161,7 +178,7 @@ struct ChainState {
 }
 
 pub(crate) struct WriterHandle {
-    sender: Option<mpsc::Sender<Job>>,
+    sender: Option<mpsc::Sender<Command>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -181,14 +198,14 @@ impl WriterHandle {
     pub(crate) fn start(
         tenant: TenantId,
         db: Arc<Database>,
-        metadata: Arc<Metadata>,
+        shared: Arc<Shared>,
         events: broadcast::Sender<Arc<Published>>,
         max_batch: usize,
     ) -> Result<WriterHandle> {
-        let mut writer = Writer { db, metadata, events, state: ChainState::default(), max_batch: max_batch.max(1) };
+        let mut writer = Writer { db, shared, events, state: ChainState::default(), max_batch: max_batch.max(1) };
         writer.state = writer.load_state()?;
         writer.seed_defaults()?;
-        let (sender, receiver) = mpsc::channel::<Job>();
+        let (sender, receiver) = mpsc::channel::<Command>();
         let thread = std::thread::Builder::new()
             .name(format!("writer-{tenant}"))
             .spawn(move || writer.run(receiver))
@@ -200,9 +217,17 @@ impl WriterHandle {
         let (reply, receiver) = oneshot::channel();
         // If the writer is gone the reply sender is dropped and `wait` reports it.
         if let Some(sender) = &self.sender {
-            let _ = sender.send(Job { request, reply });
+            let _ = sender.send(Command::Write(Job { request, reply }));
         }
         receiver
+    }
+
+    pub(crate) async fn reindex(&self, metadata: Arc<Metadata>) -> Result<()> {
+        let (reply, receiver) = oneshot::channel();
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(Command::Reindex(metadata, reply));
+        }
+        receiver.await.unwrap_or_else(|_| Err(Error::internal("the tenant writer stopped")))
     }
 
     pub(crate) async fn wait(receiver: oneshot::Receiver<Result<Vec<Applied>>>) -> Result<Vec<Applied>> {
@@ -238,6 +263,10 @@ pub(crate) fn initialize(db: &Database, _metadata: &Metadata) -> Result<()> {
         txn.open_table(AUDIT)?;
         txn.open_table(AUDIT_BY_RECORD)?;
         txn.open_table(CHANGES)?;
+        txn.open_table(PLUGIN_KV)?;
+        txn.open_table(TIMERS)?;
+        txn.open_table(TIMERS_DUE)?;
+        txn.open_table(DEAD_LETTERS)?;
     }
     txn.commit()?;
     Ok(())
@@ -245,7 +274,7 @@ pub(crate) fn initialize(db: &Database, _metadata: &Metadata) -> Result<()> {
 
 struct Writer {
     db: Arc<Database>,
-    metadata: Arc<Metadata>,
+    shared: Arc<Shared>,
     events: broadcast::Sender<Arc<Published>>,
     state: ChainState,
     max_batch: usize,
@@ -275,7 +304,8 @@ impl Writer {
             let meta = txn.open_table(META)?;
             meta.get("default_pipeline")?.is_some()
         };
-        if seeded || self.metadata.object("pipeline").is_none() {
+        let metadata = self.shared.metadata();
+        if seeded || metadata.object("pipeline").is_none() {
             return Ok(());
         }
         let pipeline_id = RecordId::generate();
@@ -309,13 +339,13 @@ impl Writer {
                 ]),
             });
         }
-        let request = prepare(&self.metadata, WriteRequest::new(Actor::system(), mutations))?;
+        let request = prepare(&metadata, WriteRequest::new(Actor::system(), mutations))?;
         let txn = self.db.begin_write()?;
         let mut state = self.state.clone();
         let published = {
-            let mut tx = Tx::open(&txn, &self.metadata, &mut state)?;
+            let mut tx = Tx::open(&txn, &metadata, &mut state)?;
             tx.fixed_first_id = Some(pipeline_id);
-            tx.apply(&request)?;
+            tx.apply(&request, None)?;
             tx.meta.insert("default_pipeline", pipeline_id.to_bytes().as_slice())?;
             tx.published
         };
@@ -325,12 +355,32 @@ impl Writer {
         Ok(())
     }
 
-    fn run(mut self, receiver: mpsc::Receiver<Job>) {
-        while let Ok(first) = receiver.recv() {
+    fn run(mut self, receiver: mpsc::Receiver<Command>) {
+        let mut held = None;
+        loop {
+            let first = match held.take() {
+                Some(command) => command,
+                None => match receiver.recv() {
+                    Ok(command) => command,
+                    Err(_) => return,
+                },
+            };
+            let first = match first {
+                Command::Reindex(metadata, reply) => {
+                    let _ = reply.send(self.reindex(metadata));
+                    continue;
+                }
+                Command::Write(job) => job,
+            };
             let mut jobs = vec![first];
             while jobs.len() < self.max_batch {
                 match receiver.try_recv() {
-                    Ok(job) => jobs.push(job),
+                    Ok(Command::Write(job)) => jobs.push(job),
+                    // Runs after this batch, so the batch sees one metadata.
+                    Ok(command @ Command::Reindex(..)) => {
+                        held = Some(command);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
@@ -338,7 +388,34 @@ impl Writer {
         }
     }
 
+    /// Switches to `metadata`, first building the index entries of fields
+    /// that were not indexed under the previous metadata.
+    fn reindex(&mut self, metadata: Arc<Metadata>) -> Result<()> {
+        let old = self.shared.metadata();
+        let txn = self.db.begin_write()?;
+        let mut state = self.state.clone();
+        {
+            let mut tx = Tx::open(&txn, &metadata, &mut state)?;
+            for object in &metadata.objects {
+                let previous = old.object(&object.name);
+                for field in object.fields.iter().filter(|field| field.has_index()) {
+                    let before = previous.and_then(|previous| previous.field(&field.name));
+                    let same = before.is_some_and(|before| before.has_index() && before.unique == field.unique && before.ty == field.ty);
+                    if !same {
+                        tx.rebuild_index(object, field)?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        self.state = state;
+        *self.shared.metadata.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = metadata;
+        Ok(())
+    }
+
     fn commit_jobs(&mut self, mut jobs: Vec<Job>) {
+        let metadata = self.shared.metadata();
+        let hooks = self.shared.hooks();
         while !jobs.is_empty() {
             let txn = match self.db.begin_write() {
                 Ok(txn) => txn,
@@ -347,10 +424,10 @@ impl Writer {
             let mut state = self.state.clone();
             let mut outcomes = Vec::with_capacity(jobs.len());
             let mut failure = None;
-            let published = match Tx::open(&txn, &self.metadata, &mut state) {
+            let published = match Tx::open(&txn, &metadata, &mut state) {
                 Ok(mut tx) => {
                     for (index, job) in jobs.iter().enumerate() {
-                        match tx.apply(&job.request) {
+                        match tx.apply(&job.request, hooks.as_deref()) {
                             Ok(applied) => outcomes.push(applied),
                             Err(error) => {
                                 failure = Some((index, error));
@@ -395,6 +472,15 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// A change applied in the transaction whose audit entry and event are
+/// still to be written.
+struct Logged {
+    object: String,
+    op: ChangeOp,
+    before: Option<Record>,
+    after: Record,
+}
+
 /// One write transaction with its tables open.
 struct Tx<'t> {
     metadata: &'t Metadata,
@@ -408,6 +494,9 @@ struct Tx<'t> {
     meta: Table<'t, &'static str, &'static [u8]>,
     state: &'t mut ChainState,
     published: Vec<Published>,
+    /// Changes of the current request, logged when the request is done
+    /// (after before-write hooks may have patched them).
+    logged: Vec<Logged>,
     now: i64,
     /// Id for the first record created (seeding needs to know it up front).
     fixed_first_id: Option<RecordId>,
@@ -427,6 +516,7 @@ impl<'t> Tx<'t> {
             meta: txn.open_table(META)?,
             state,
             published: Vec::new(),
+            logged: Vec::new(),
             now: now_ms(),
             fixed_first_id: None,
         })
@@ -451,12 +541,203 @@ impl<'t> Tx<'t> {
         self.metadata.object(name).ok_or_else(|| Error::invalid(format!("unknown object '{name}'")))
     }
 
-    fn apply(&mut self, request: &WriteRequest) -> Result<Vec<Applied>> {
+    fn apply(&mut self, request: &WriteRequest, hooks: Option<&dyn WriteHooks>) -> Result<Vec<Applied>> {
+        self.logged.clear();
         let mut out = Vec::with_capacity(request.mutations.len());
+        // For each applied mutation, the range of `logged` it produced.
+        let mut spans = Vec::with_capacity(request.mutations.len());
         for mutation in &request.mutations {
+            let start = self.logged.len();
             out.push(self.apply_one(request, mutation)?);
+            spans.push(start..self.logged.len());
         }
+        if let Some(hooks) = hooks {
+            self.run_hooks(request, hooks)?;
+            for (applied, span) in out.iter_mut().zip(spans) {
+                if let Some(last) = span.last() {
+                    applied.record = self.logged[last].after.clone();
+                }
+            }
+        }
+        for effect in &request.effects {
+            self.apply_effect(effect)?;
+        }
+        self.flush_logs(request)?;
         Ok(out)
+    }
+
+    /// Calls the before-write hooks with the request's changes and writes
+    /// back what they patched.
+    fn run_hooks(&mut self, request: &WriteRequest, hooks: &dyn WriteHooks) -> Result<()> {
+        let mut positions = Vec::new();
+        let mut changes = Vec::new();
+        for (position, logged) in self.logged.iter().enumerate() {
+            if hooks.covers(&logged.object, logged.op) {
+                positions.push(position);
+                changes.push(PendingChange {
+                    object: logged.object.clone(),
+                    op: logged.op,
+                    before: logged.before.clone(),
+                    after: logged.after.clone(),
+                });
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let call = HookCall { actor: &request.actor, request_id: request.request_id.as_deref() };
+        hooks.before_write(call, &mut changes)?;
+        for (position, change) in positions.into_iter().zip(changes) {
+            let logged = &self.logged[position];
+            if change.after.fields == logged.after.fields || matches!(logged.op, ChangeOp::Deleted) {
+                continue;
+            }
+            let mut patch = Fields::new();
+            for (name, value) in &change.after.fields {
+                if logged.after.fields.get(name) != Some(value) {
+                    patch.insert(name.clone(), value.clone());
+                }
+            }
+            for name in logged.after.fields.keys() {
+                if !change.after.fields.contains_key(name) {
+                    patch.insert(name.clone(), Value::Null);
+                }
+            }
+            self.patch(position, patch)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a hook's patch to the record of `logged[position]`: the
+    /// values are checked like client input and the kernel's rules run
+    /// again; the change keeps its version.
+    fn patch(&mut self, position: usize, mut patch: Fields) -> Result<()> {
+        let object = self.object(&self.logged[position].object)?;
+        let id = self.logged[position].after.id;
+        normalize_fields(object, &mut patch)?;
+        for (name, value) in &patch {
+            if value.is_null() && object.field(name).is_some_and(|field| field.required) {
+                return Err(Error::invalid_field(name.clone(), "is required and cannot be cleared"));
+            }
+        }
+        let current = self.load(&object.name, id)?.ok_or_else(|| Error::internal("patched record vanished"))?;
+        let mut after = current.clone();
+        for (name, value) in &patch {
+            if value.is_null() {
+                after.fields.remove(name);
+            } else {
+                after.fields.insert(name.clone(), value.clone());
+            }
+        }
+        self.object_rules(object, Some(&current), &mut after, &patch)?;
+        self.check_references(object, Some(&current), &after)?;
+        self.check_unique(object, Some(&current), &after)?;
+        self.put(object, Some(&current), &after)?;
+        // Later changes of the same record in this request build on it.
+        for logged in self.logged[position..].iter_mut().filter(|logged| logged.after.id == id) {
+            logged.after.fields = after.fields.clone();
+        }
+        Ok(())
+    }
+
+    fn apply_effect(&mut self, effect: &Effect) -> Result<()> {
+        match effect {
+            Effect::KvSet { plugin, key, value } => {
+                let mut table = self.txn.open_table(PLUGIN_KV)?;
+                table.insert(plugin_key(plugin, key).as_slice(), value.as_slice())?;
+            }
+            Effect::KvDelete { plugin, key } => {
+                let mut table = self.txn.open_table(PLUGIN_KV)?;
+                table.remove(plugin_key(plugin, key).as_slice())?;
+            }
+            Effect::TimerSet { plugin, key, at, payload } => {
+                self.remove_timer(plugin, key, None)?;
+                let timer = crate::plugin_state::Timer { plugin: plugin.clone(), key: key.clone(), at: *at, payload: payload.clone() };
+                self.txn.open_table(TIMERS)?.insert(plugin_key(plugin, key).as_slice(), postcard::to_stdvec(&timer)?.as_slice())?;
+                self.txn.open_table(TIMERS_DUE)?.insert(due_key(*at, plugin, key).as_slice(), ())?;
+            }
+            Effect::TimerCancel { plugin, key, only_at } => self.remove_timer(plugin, key, *only_at)?,
+            Effect::Cursor { plugin, seq } => {
+                self.meta.insert(cursor_key(plugin).as_str(), seq.to_le_bytes().as_slice())?;
+            }
+            Effect::DeadLetter { letter } => {
+                let mut table = self.txn.open_table(DEAD_LETTERS)?;
+                let seq = table.last()?.map(|(key, _)| key.value()).unwrap_or(0) + 1;
+                let mut letter = letter.clone();
+                letter.seq = seq;
+                let bytes = serde_json::to_vec(&letter).map_err(|e| Error::internal(e.to_string()))?;
+                table.insert(seq, bytes.as_slice())?;
+            }
+            Effect::DeadLetterRemove { seq } => {
+                self.txn.open_table(DEAD_LETTERS)?.remove(*seq)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_timer(&mut self, plugin: &str, key: &str, only_at: Option<i64>) -> Result<()> {
+        let mut timers = self.txn.open_table(TIMERS)?;
+        let existing = timers.get(plugin_key(plugin, key).as_slice())?.map(|bytes| bytes.value().to_vec());
+        let Some(bytes) = existing else { return Ok(()) };
+        let timer: crate::plugin_state::Timer = postcard::from_bytes(&bytes)?;
+        if only_at.is_some_and(|at| at != timer.at) {
+            return Ok(());
+        }
+        timers.remove(plugin_key(plugin, key).as_slice())?;
+        self.txn.open_table(TIMERS_DUE)?.remove(due_key(timer.at, plugin, key).as_slice())?;
+        Ok(())
+    }
+
+    /// Drops every entry of `field`'s index and writes it anew from the
+    /// records; a unique field with duplicate values fails with CONFLICT.
+    fn rebuild_index(&mut self, object: &ObjectDef, field: &crate::metadata::FieldDef) -> Result<()> {
+        for table_name in ["index", "unique"] {
+            let prefix = encoding::unique_key(&object.name, &field.name, &Value::Null);
+            let prefix = &prefix[..object.name.len() + field.name.len() + 2];
+            let end = encoding::prefix_end(prefix);
+            if table_name == "index" {
+                let keys: Vec<Vec<u8>> =
+                    self.index.range(prefix..end.as_slice())?.map(|entry| entry.map(|(key, _)| key.value().to_vec())).collect::<Result<_, _>>()?;
+                for key in keys {
+                    self.index.remove(key.as_slice())?;
+                }
+            } else {
+                let keys: Vec<Vec<u8>> =
+                    self.unique.range(prefix..end.as_slice())?.map(|entry| entry.map(|(key, _)| key.value().to_vec())).collect::<Result<_, _>>()?;
+                for key in keys {
+                    self.unique.remove(key.as_slice())?;
+                }
+            }
+        }
+        let records: Vec<(u128, Vec<u8>)> = {
+            let table = self.table(&object.name)?;
+            table.iter()?.map(|entry| entry.map(|(id, bytes)| (id.value(), bytes.value().to_vec()))).collect::<Result<_, _>>()?
+        };
+        for (id, bytes) in records {
+            let record = decode_record(RecordId(id), &bytes)?;
+            let value = record.get(&field.name);
+            self.index.insert(encoding::index_key(&object.name, &field.name, value, record.id).as_slice(), ())?;
+            if field.unique && !value.is_null() {
+                let key = encoding::unique_key(&object.name, &field.name, value);
+                if let Some(holder) = self.unique.insert(key.as_slice(), record.id.0)?
+                    && holder.value() != record.id.0
+                {
+                    return Err(Error {
+                        kind: ErrorKind::Conflict,
+                        message: format!(
+                            "{}.{} cannot be unique: {} {} and {} have the same value",
+                            object.name,
+                            field.name,
+                            object.name,
+                            RecordId(holder.value()),
+                            record.id
+                        ),
+                        field: Some(field.name.clone()),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn apply_one(&mut self, request: &WriteRequest, mutation: &Mutation) -> Result<Applied> {
@@ -747,7 +1028,21 @@ impl<'t> Tx<'t> {
         Ok(())
     }
 
-    fn log(&mut self, request: &WriteRequest, object: &ObjectDef, before: Option<&Record>, after: &Record, op: ChangeOp) -> Result<()> {
+    fn log(&mut self, _request: &WriteRequest, object: &ObjectDef, before: Option<&Record>, after: &Record, op: ChangeOp) -> Result<()> {
+        self.logged.push(Logged { object: object.name.clone(), op, before: before.cloned(), after: after.clone() });
+        Ok(())
+    }
+
+    /// Writes the audit entries and change events of the request's changes.
+    fn flush_logs(&mut self, request: &WriteRequest) -> Result<()> {
+        for logged in std::mem::take(&mut self.logged) {
+            let object = self.object(&logged.object)?;
+            self.write_log(request, object, logged.before.as_ref(), &logged.after, logged.op)?;
+        }
+        Ok(())
+    }
+
+    fn write_log(&mut self, request: &WriteRequest, object: &ObjectDef, before: Option<&Record>, after: &Record, op: ChangeOp) -> Result<()> {
         let mut diff = Vec::new();
         if matches!(op, ChangeOp::Created | ChangeOp::Updated) {
             for field in &object.fields {

@@ -403,7 +403,7 @@ fn a_data_directory_in_use_is_unavailable() {
     let tenant_file = fixture.dir.path().join("tenants").join(format!("{}.redb", fixture.tenant));
     assert!(tenant_file.exists());
 
-    let metadata = fixture.kernel.metadata(&fixture.tenant);
+    let metadata = fixture.kernel.metadata(&fixture.tenant).expect("metadata");
     let error = TenantStore::open(&tenant_file, fixture.tenant.clone(), metadata, &StoreOptions::default())
         .expect_err("the tenant file is held");
     assert_in_use(error, &tenant_file);

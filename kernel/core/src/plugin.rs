@@ -1,0 +1,566 @@
+//! Plugins as the core sees them: manifests, installed versions, their
+//! enablement per tenant with config and grants, and the hook trait the
+//! writer calls inside its transaction. The wasm side lives in
+//! `crm-plugin-host`; nothing here knows about WebAssembly.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{Actor, ChangeOp};
+use crate::error::{Error, Result};
+use crate::metadata::{FieldDef, FieldType, Metadata, ObjectDef, SYSTEM_FIELDS};
+use crate::value::Record;
+
+/// Interface versions this kernel can host.
+pub const SUPPORTED_APIS: &[&str] = &["0.1.0"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HookKind {
+    BeforeWrite,
+    AfterCommit,
+}
+
+/// What happens to the triggering work when a hook fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailurePolicy {
+    /// The write is rejected (`PLUGIN_FAILED`); deliveries are retried.
+    FailClosed,
+    /// The write goes ahead; the failure is logged.
+    FailOpen,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookDecl {
+    pub kind: HookKind,
+    pub object: String,
+    pub ops: Vec<ChangeOp>,
+    pub failure: FailurePolicy,
+}
+
+impl HookDecl {
+    pub fn matches(&self, kind: HookKind, object: &str, op: ChangeOp) -> bool {
+        self.kind == kind && (self.object == object || self.object == "*") && self.ops.contains(&op)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionDecl {
+    pub name: String,
+    pub description: String,
+    pub input: Vec<FieldDef>,
+    pub output: Vec<FieldDef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteDecl {
+    pub method: String,
+    pub path: String,
+}
+
+/// Access to one object; an empty `fields` list means every field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectAccess {
+    pub object: String,
+    pub fields: Vec<String>,
+    pub read: bool,
+    pub create: bool,
+    pub update: bool,
+    pub delete: bool,
+}
+
+/// The operations a capability check distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Create,
+    Update,
+    Delete,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Create => "create",
+            Access::Update => "update",
+            Access::Delete => "delete",
+        }
+    }
+}
+
+impl ObjectAccess {
+    fn allows(&self, access: Access) -> bool {
+        match access {
+            Access::Read => self.read,
+            Access::Create => self.create,
+            Access::Update => self.update,
+            Access::Delete => self.delete,
+        }
+    }
+    pub fn covers_field(&self, field: &str) -> bool {
+        self.fields.is_empty() || self.fields.iter().any(|granted| granted == field)
+    }
+}
+
+/// What a plugin asks for (in its manifest) or was granted (by an admin).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub records: Vec<ObjectAccess>,
+    pub outbound: Vec<String>,
+    pub timers: bool,
+    pub kv: bool,
+    pub events: bool,
+}
+
+impl Capabilities {
+    fn object_access(&self, object: &str) -> impl Iterator<Item = &ObjectAccess> {
+        self.records.iter().filter(move |access| access.object == object)
+    }
+
+    /// Whether `access` to `object` is granted at all.
+    pub fn allows(&self, object: &str, access: Access) -> bool {
+        self.object_access(object).any(|grant| grant.allows(access))
+    }
+
+    /// Whether `access` to one field of `object` is granted.
+    pub fn allows_field(&self, object: &str, field: &str, access: Access) -> bool {
+        self.object_access(object).any(|grant| grant.allows(access) && grant.covers_field(field))
+    }
+
+    /// Checks that every grant here is within `requested`; names the first
+    /// one that is not.
+    pub fn check_within(&self, requested: &Capabilities) -> Result<()> {
+        for grant in &self.records {
+            for access in [Access::Read, Access::Create, Access::Update, Access::Delete] {
+                if !grant.allows(access) {
+                    continue;
+                }
+                let fields: Vec<Option<&str>> = if grant.fields.is_empty() {
+                    vec![None]
+                } else {
+                    grant.fields.iter().map(|field| Some(field.as_str())).collect()
+                };
+                for field in fields {
+                    let asked = requested.object_access(&grant.object).any(|asked| {
+                        asked.allows(access)
+                            && match field {
+                                None => asked.fields.is_empty(),
+                                Some(field) => asked.covers_field(field),
+                            }
+                    });
+                    if !asked {
+                        return Err(Error::invalid(format!(
+                            "grant {} on {}{} was not requested by the plugin",
+                            access.as_str(),
+                            grant.object,
+                            field.map(|field| format!(".{field}")).unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+        }
+        for channel in &self.outbound {
+            if !requested.outbound.contains(channel) {
+                return Err(Error::invalid(format!("outbound channel '{channel}' was not requested by the plugin")));
+            }
+        }
+        for (granted, asked, name) in
+            [(self.timers, requested.timers, "timers"), (self.kv, requested.kv, "kv"), (self.events, requested.events, "events")]
+        {
+            if granted && !asked {
+                return Err(Error::invalid(format!("'{name}' was not requested by the plugin")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-call budgets. Zero means "not set here" when merging.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Instructions (wasmtime fuel units) per call.
+    pub fuel: u64,
+    /// Wall-clock ceiling per call.
+    pub timeout_ms: u32,
+    /// Linear memory cap.
+    pub memory_bytes: u64,
+    /// Host calls per invocation.
+    pub host_calls: u32,
+    /// Bytes a call may return.
+    pub output_bytes: u32,
+    /// Log bytes per call.
+    pub log_bytes: u32,
+}
+
+impl Limits {
+    /// The defaults when neither the manifest nor the admin says otherwise.
+    pub const DEFAULT: Limits = Limits {
+        fuel: 500_000_000,
+        timeout_ms: 2_000,
+        memory_bytes: 64 * 1024 * 1024,
+        host_calls: 10_000,
+        output_bytes: 4 * 1024 * 1024,
+        log_bytes: 64 * 1024,
+    };
+    /// Ceilings no manifest or admin setting can exceed.
+    pub const MAX: Limits = Limits {
+        fuel: 50_000_000_000,
+        timeout_ms: 60_000,
+        memory_bytes: 1024 * 1024 * 1024,
+        host_calls: 1_000_000,
+        output_bytes: 64 * 1024 * 1024,
+        log_bytes: 4 * 1024 * 1024,
+    };
+
+    /// `self` with the non-zero values of `over` taking precedence.
+    pub fn overridden_by(self, over: &Limits) -> Limits {
+        fn pick<T: Copy + PartialEq + Default>(base: T, over: T) -> T {
+            if over == T::default() { base } else { over }
+        }
+        Limits {
+            fuel: pick(self.fuel, over.fuel),
+            timeout_ms: pick(self.timeout_ms, over.timeout_ms),
+            memory_bytes: pick(self.memory_bytes, over.memory_bytes),
+            host_calls: pick(self.host_calls, over.host_calls),
+            output_bytes: pick(self.output_bytes, over.output_bytes),
+            log_bytes: pick(self.log_bytes, over.log_bytes),
+        }
+    }
+
+    pub fn capped(self) -> Limits {
+        let max = Limits::MAX;
+        Limits {
+            fuel: self.fuel.min(max.fuel),
+            timeout_ms: self.timeout_ms.min(max.timeout_ms),
+            memory_bytes: self.memory_bytes.min(max.memory_bytes),
+            host_calls: self.host_calls.min(max.host_calls),
+            output_bytes: self.output_bytes.min(max.output_bytes),
+            log_bytes: self.log_bytes.min(max.log_bytes),
+        }
+    }
+
+    /// The effective limits: defaults, then the manifest, then the admin's
+    /// per-tenant setting, capped.
+    pub fn effective(manifest: &Limits, tenant: &Limits) -> Limits {
+        Limits::DEFAULT.overridden_by(manifest).overridden_by(tenant).capped()
+    }
+}
+
+/// A field a plugin adds to an object it does not declare itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldExtension {
+    pub object: String,
+    pub field: FieldDef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginManifest {
+    pub id: String,
+    pub version: String,
+    pub api: String,
+    pub description: String,
+    pub objects: Vec<ObjectDef>,
+    pub fields: Vec<FieldExtension>,
+    pub hooks: Vec<HookDecl>,
+    pub actions: Vec<ActionDecl>,
+    pub routes: Vec<RouteDecl>,
+    pub capabilities: Capabilities,
+    pub limits: Limits,
+    /// JSON Schema of the per-tenant configuration.
+    pub config_schema: String,
+}
+
+fn check_name(what: &str, name: &str, dash: bool) -> Result<()> {
+    let mut chars = name.chars();
+    let valid = name.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (dash && c == '-'));
+    if valid {
+        Ok(())
+    } else {
+        let allowed = if dash { "a-z, 0-9, '_' and '-'" } else { "a-z, 0-9 and '_'" };
+        Err(Error::invalid(format!(
+            "{what} '{}' must start with a-z and use only {allowed} (at most 63 characters)",
+            crate::ids::truncate(name, 70)
+        )))
+    }
+}
+
+fn check_version(version: &str) -> Result<()> {
+    let parts: Vec<&str> = version.split(['-', '+']).next().unwrap_or_default().split('.').collect();
+    if parts.len() == 3 && parts.iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit())) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!("version '{}' is not a semantic version (x.y.z)", crate::ids::truncate(version, 40))))
+    }
+}
+
+fn check_field(object: &str, field: &FieldDef) -> Result<()> {
+    check_name("field name", &field.name, false)?;
+    if SYSTEM_FIELDS.contains(&field.name.as_str()) {
+        return Err(Error::invalid(format!("{object}.{} is a system field", field.name)));
+    }
+    if let FieldType::Enum(keys) = &field.ty {
+        if keys.is_empty() {
+            return Err(Error::invalid(format!("{object}.{} is an enumeration without options", field.name)));
+        }
+        for key in keys {
+            check_name("enumeration option", key, false)?;
+        }
+    }
+    Ok(())
+}
+
+impl PluginManifest {
+    /// Checks the manifest on its own: names, versions, field types and
+    /// that hooks and capabilities refer to objects that exist in `base`
+    /// or that the plugin declares.
+    pub fn validate(&self, base: &Metadata) -> Result<()> {
+        check_name("plugin id", &self.id, true)?;
+        check_version(&self.version)?;
+        if !SUPPORTED_APIS.contains(&self.api.as_str()) {
+            return Err(Error::invalid(format!(
+                "plugin {} needs interface {} but this kernel supports {}",
+                self.id,
+                crate::ids::truncate(&self.api, 40),
+                SUPPORTED_APIS.join(", ")
+            )));
+        }
+        let mut declared = BTreeSet::new();
+        for object in &self.objects {
+            check_name("object name", &object.name, false)?;
+            check_name("object plural", &object.plural, false)?;
+            if base.object(&object.name).is_some() || !declared.insert(object.name.clone()) {
+                return Err(Error::invalid(format!("object '{}' already exists", object.name)));
+            }
+            let mut names = BTreeSet::new();
+            for field in &object.fields {
+                check_field(&object.name, field)?;
+                if !names.insert(field.name.as_str()) {
+                    return Err(Error::invalid(format!("{}.{} is declared twice", object.name, field.name)));
+                }
+            }
+        }
+        let known = |name: &str| base.object(name).is_some() || declared.contains(name);
+        for extension in &self.fields {
+            if !known(&extension.object) {
+                return Err(Error::invalid(format!("field extension on unknown object '{}'", extension.object)));
+            }
+            check_field(&extension.object, &extension.field)?;
+        }
+        for object in self.objects.iter().map(|o| (o.name.as_str(), &o.fields)) {
+            for field in object.1 {
+                if let FieldType::Ref(target) = &field.ty
+                    && !known(target)
+                {
+                    return Err(Error::invalid(format!("{}.{} refers to unknown object '{target}'", object.0, field.name)));
+                }
+            }
+        }
+        for hook in &self.hooks {
+            if hook.object != "*" && !known(&hook.object) {
+                return Err(Error::invalid(format!("hook on unknown object '{}'", hook.object)));
+            }
+        }
+        for access in &self.capabilities.records {
+            if !known(&access.object) {
+                return Err(Error::invalid(format!("capability on unknown object '{}'", access.object)));
+            }
+        }
+        let mut actions = BTreeSet::new();
+        for action in &self.actions {
+            check_name("action name", &action.name, true)?;
+            if !actions.insert(action.name.as_str()) {
+                return Err(Error::invalid(format!("action '{}' is declared twice", action.name)));
+            }
+            for field in action.input.iter().chain(&action.output) {
+                check_field(&action.name, field)?;
+            }
+        }
+        for route in &self.routes {
+            if !["GET", "POST", "PUT", "DELETE"].contains(&route.method.as_str()) || !route.path.starts_with('/') {
+                return Err(Error::invalid(format!("route '{} {}' needs GET/POST/PUT/DELETE and a path starting with '/'", route.method, route.path)));
+            }
+        }
+        for channel in &self.capabilities.outbound {
+            if !["email", "sms", "webhook"].contains(&channel.as_str()) {
+                return Err(Error::invalid(format!("unknown outbound channel '{channel}'")));
+            }
+        }
+        let schema: serde_json::Value = serde_json::from_str(&self.config_schema)
+            .map_err(|error| Error::invalid(format!("config schema is not JSON: {error}")))?;
+        crate::json_schema::check_schema(&schema)?;
+        Ok(())
+    }
+}
+
+/// Hex SHA-256 of a component: its identity in the store and the cache.
+pub fn content_hash(wasm: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(wasm))
+}
+
+/// An installed plugin version; the binary is stored under its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstalledPlugin {
+    pub id: String,
+    pub version: String,
+    /// Hex SHA-256 of the component.
+    pub hash: String,
+    pub size: u64,
+    pub installed_at: i64,
+    pub manifest: PluginManifest,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PluginStatus {
+    Enabled,
+    Disabled,
+    /// Disabled by the kernel after repeated failures.
+    Suspended { reason: String },
+}
+
+/// A plugin enabled (or once enabled) for one tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enablement {
+    pub plugin: String,
+    pub version: String,
+    pub hash: String,
+    /// Configuration as JSON, valid against the manifest's schema.
+    pub config: String,
+    pub grants: Capabilities,
+    /// The admin's per-tenant limits (zero = manifest or default).
+    pub limits: Limits,
+    pub status: PluginStatus,
+    pub changed_at: i64,
+    /// Versions enabled before, newest last (for roll back).
+    pub previous: Vec<String>,
+}
+
+impl Enablement {
+    pub fn is_enabled(&self) -> bool {
+        self.status == PluginStatus::Enabled
+    }
+}
+
+/// The metadata of a tenant: the standard objects plus what its enabled
+/// plugins declare.
+pub fn tenant_metadata(standard: &Metadata, plugins: &[&PluginManifest]) -> Result<Metadata> {
+    let mut metadata = standard.clone();
+    for manifest in plugins {
+        for object in &manifest.objects {
+            if metadata.object(&object.name).is_some() {
+                return Err(Error::conflict(format!(
+                    "plugin {} declares object '{}', which another plugin already declares",
+                    manifest.id, object.name
+                )));
+            }
+            metadata.objects.push(object.clone());
+        }
+    }
+    for manifest in plugins {
+        for extension in &manifest.fields {
+            let Some(object) = metadata.objects.iter_mut().find(|object| object.name == extension.object) else {
+                return Err(Error::invalid(format!(
+                    "plugin {} extends object '{}', which is not available",
+                    manifest.id, extension.object
+                )));
+            };
+            if object.field(&extension.field.name).is_some() {
+                return Err(Error::conflict(format!(
+                    "plugin {} adds field {}.{}, which already exists",
+                    manifest.id, extension.object, extension.field.name
+                )));
+            }
+            object.fields.push(extension.field.clone());
+        }
+    }
+    for object in &metadata.objects {
+        for field in &object.fields {
+            if let FieldType::Ref(target) = &field.ty
+                && metadata.object(target).is_none()
+            {
+                return Err(Error::invalid(format!("{}.{} refers to unknown object '{target}'", object.name, field.name)));
+            }
+        }
+    }
+    Ok(metadata)
+}
+
+/// A change about to be written, as before-write hooks see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingChange {
+    pub object: String,
+    pub op: ChangeOp,
+    pub before: Option<Record>,
+    pub after: Record,
+}
+
+/// The request a hook runs for.
+#[derive(Debug, Clone, Copy)]
+pub struct HookCall<'a> {
+    pub actor: &'a Actor,
+    pub request_id: Option<&'a str>,
+}
+
+/// Before-write hooks of one tenant, called by its writer inside the write
+/// transaction, once per request.
+pub trait WriteHooks: Send + Sync {
+    /// Whether any hook wants changes of this kind (a cheap check made
+    /// before the changes are collected).
+    fn covers(&self, object: &str, op: ChangeOp) -> bool;
+
+    /// Runs the hooks on `changes`. A hook may set or clear fields of each
+    /// `after` record; an error rejects the whole request.
+    fn before_write(&self, call: HookCall<'_>, changes: &mut [PendingChange]) -> Result<()>;
+}
+
+/// An installed plugin enabled for a tenant, with its manifest.
+#[derive(Debug, Clone)]
+pub struct ActivePlugin {
+    pub enablement: Enablement,
+    pub manifest: PluginManifest,
+}
+
+/// How an admin enables a plugin for a tenant.
+#[derive(Debug, Clone, Default)]
+pub struct EnableOptions {
+    /// A version to enable; the newest installed when absent.
+    pub version: Option<String>,
+    /// Configuration JSON; `{}` when absent.
+    pub config: Option<String>,
+    /// The grants approved; everything the manifest requests when absent.
+    pub grants: Option<Capabilities>,
+    pub limits: Limits,
+}
+
+/// Input and output of an action.
+pub type ActionFields = std::collections::BTreeMap<String, crate::value::Value>;
+
+/// The wasm side of plugins, implemented by `crm-plugin-host` and wired in
+/// by the server. Calls are blocking: async callers run them on a blocking
+/// thread.
+pub trait PluginRuntime: Send + Sync {
+    /// Compiles and checks a component and returns its manifest.
+    fn inspect(&self, wasm: &[u8]) -> Result<PluginManifest>;
+
+    /// The before-write hooks of a tenant's active plugins (None if none of
+    /// them has one).
+    fn write_hooks(&self, tenant: &crate::ids::TenantId, active: &[ActivePlugin]) -> Option<std::sync::Arc<dyn WriteHooks>>;
+
+    /// Told after a tenant's plugins changed (or its store was opened), so
+    /// delivery and timer workers can start or stop.
+    fn tenant_changed(&self, tenant: &crate::ids::TenantId, active: &[ActivePlugin]);
+
+    /// Runs an action of an active plugin.
+    fn invoke(
+        &self,
+        tenant: &crate::ids::TenantId,
+        plugin: &str,
+        action: &str,
+        input: ActionFields,
+        actor: &Actor,
+        request_id: Option<&str>,
+    ) -> Result<ActionFields>;
+}
