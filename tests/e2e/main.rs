@@ -8,5 +8,6 @@ mod bad_input;
 mod durability;
 mod graphql;
 mod isolation;
+mod plugins;
 mod tour;
 mod websocket;

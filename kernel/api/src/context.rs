@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crm_core::{Actor, ListQuery, Page, PageRequest, Record, RecordId, Result, TenantStore};
+use crm_core::{Actor, Kernel, ListQuery, Page, PageRequest, Record, RecordId, Result, TenantStore};
 
 use crate::batch::Batcher;
 
@@ -33,18 +33,39 @@ impl Hash for RelationSpec {
 pub type RecordKey = (Arc<str>, RecordId);
 pub type RelationKey = (Arc<RelationSpec>, RecordId);
 
-/// Request data: the caller's tenant, identity and batchers.
-pub struct RequestCtx {
+/// Who is calling: their tenant's store, identity and role.
+#[derive(Clone)]
+pub struct Caller {
+    pub kernel: Arc<Kernel>,
     pub store: Arc<TenantStore>,
     pub actor: Actor,
+    pub role: String,
+}
+
+/// Request data: the caller's tenant, identity and batchers.
+pub struct RequestCtx {
+    pub kernel: Arc<Kernel>,
+    pub store: Arc<TenantStore>,
+    pub actor: Actor,
+    pub role: String,
     pub request_id: String,
     records: Batcher<RecordKey, Record>,
     relations: Batcher<RelationKey, (Page, u64)>,
 }
 
 impl RequestCtx {
-    pub fn new(store: Arc<TenantStore>, actor: Actor, request_id: String) -> Self {
-        RequestCtx { store, actor, request_id, records: Batcher::default(), relations: Batcher::default() }
+    pub fn new(caller: Caller, request_id: String) -> Self {
+        let Caller { kernel, store, actor, role } = caller;
+        RequestCtx { kernel, store, actor, role, request_id, records: Batcher::default(), relations: Batcher::default() }
+    }
+
+    /// Admin operations (plugins, clock) need the admin role.
+    pub fn require_admin(&self) -> Result<()> {
+        if self.role == "admin" {
+            Ok(())
+        } else {
+            Err(crm_core::Error::new(crm_core::ErrorKind::Forbidden, "this operation needs the admin role"))
+        }
     }
 
     /// A record by id, batched with every other record load of this tick.

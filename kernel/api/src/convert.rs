@@ -11,23 +11,7 @@ use crate::names::{camel, screaming, snake};
 
 /// The definitions of the kernel-owned fields, so filters and sorting treat
 /// them like any other field.
-pub fn system_field(object: &ObjectDef, name: &str) -> Option<FieldDef> {
-    let ty = match name {
-        "id" => FieldType::Ref(object.name.clone()),
-        "created_at" | "updated_at" | "deleted_at" => FieldType::DateTime,
-        "version" => FieldType::Int,
-        _ => return None,
-    };
-    Some(FieldDef {
-        name: name.to_string(),
-        ty,
-        required: true,
-        unique: name == "id",
-        indexed: true,
-        computed: true,
-        description: String::new(),
-    })
-}
+pub use crm_core::metadata::system_field;
 
 pub fn field_def(object: &ObjectDef, name: &str) -> Option<FieldDef> {
     system_field(object, name).or_else(|| object.field(name).cloned())

@@ -21,7 +21,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tracing::Instrument;
 
-use crate::context::RequestCtx;
+use crate::context::{Caller, RequestCtx};
 use crate::errors::{code_of, error_body};
 use crate::schema::{self, Limits};
 
@@ -90,13 +90,13 @@ impl AppState {
     }
 
     /// Resolves `Bearer <key>` to a request context.
-    fn authenticate(&self, authorization: Option<&str>) -> Result<(Arc<TenantStore>, Actor), crm_core::Error> {
+    fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, crm_core::Error> {
         let key = authorization
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or_else(|| crm_core::Error::unauthenticated("missing API key: send 'Authorization: Bearer <key>'"))?;
         let (info, store) = self.inner.kernel.authenticate(key)?;
-        Ok((store, Actor::api_key(&info.prefix)))
+        Ok(Caller { kernel: self.inner.kernel.clone(), store, actor: Actor::api_key(&info.prefix), role: info.role })
     }
 }
 
@@ -173,17 +173,17 @@ fn finish(mut response: async_graphql::Response, graphql_response: bool) -> Resp
 
 async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-    let (store, actor) = match state.authenticate(authorization) {
+    let caller = match state.authenticate(authorization) {
         Ok(found) => found,
         Err(error) => return kernel_error_response(error),
     };
-    let schema = match state.schema_for(&store) {
+    let schema = match state.schema_for(&caller.store) {
         Ok(schema) => schema,
         Err(error) => return kernel_error_response(error),
     };
     let id = request_id();
-    let span = tracing::info_span!("graphql", tenant = %store.id(), request_id = %id);
-    let request = request.data(RequestCtx::new(store, actor, id));
+    let span = tracing::info_span!("graphql", tenant = %caller.store.id(), request_id = %id);
+    let request = request.data(RequestCtx::new(caller, id));
     finish(schema.execute(request).instrument(span).await, wants_graphql_response(headers))
 }
 
@@ -277,8 +277,7 @@ async fn graphql_get(
 /// A WebSocket session's tenant, known after authentication.
 struct Session {
     schema: Schema,
-    store: Arc<TenantStore>,
-    actor: Actor,
+    caller: Caller,
 }
 
 /// Dispatches a WebSocket session's operations to its tenant's schema.
@@ -291,7 +290,7 @@ impl Executor for SessionExecutor {
     async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
         match self.session.get() {
             Some(session) => {
-                let request = request.data(RequestCtx::new(session.store.clone(), session.actor.clone(), request_id()));
+                let request = request.data(RequestCtx::new(session.caller.clone(), request_id()));
                 session.schema.execute(request).await
             }
             None => unauthenticated_response(),
@@ -305,7 +304,7 @@ impl Executor for SessionExecutor {
     ) -> BoxStream<'static, async_graphql::Response> {
         match self.session.get() {
             Some(session) => {
-                let request = request.data(RequestCtx::new(session.store.clone(), session.actor.clone(), request_id()));
+                let request = request.data(RequestCtx::new(session.caller.clone(), request_id()));
                 session.schema.execute_stream_with_session_data(request, session_data.unwrap_or_default()).boxed()
             }
             None => futures::stream::once(async { unauthenticated_response() }).boxed(),
@@ -373,9 +372,9 @@ async fn websocket(state: AppState, parts: &mut axum::http::request::Parts) -> R
 }
 
 fn open_session(state: &AppState, authorization: &str) -> Result<Session, crm_core::Error> {
-    let (store, actor) = state.authenticate(Some(authorization))?;
-    let schema = state.schema_for(&store)?;
-    Ok(Session { schema, store, actor })
+    let caller = state.authenticate(Some(authorization))?;
+    let schema = state.schema_for(&caller.store)?;
+    Ok(Session { schema, caller })
 }
 
 
@@ -386,8 +385,28 @@ async fn metrics(State(state): State<AppState>) -> Response {
     out.push_str("# HELP crm_open_tenants Tenant databases currently open.\n# TYPE crm_open_tenants gauge\n");
     out.push_str(&format!("crm_open_tenants {}\n", tenants.len()));
     out.push_str("# HELP crm_store_reads_total Read snapshots begun per tenant.\n# TYPE crm_store_reads_total counter\n");
-    for store in tenants {
+    for store in &tenants {
         out.push_str(&format!("crm_store_reads_total{{tenant=\"{}\"}} {}\n", store.id(), store.read_count()));
+    }
+    if let Ok(runtime) = state.inner.kernel.runtime() {
+        let mut calls = String::new();
+        let mut errors = String::new();
+        let mut fuel = String::new();
+        for store in &tenants {
+            for enablement in state.inner.kernel.system().enablements(store.id()).unwrap_or_default() {
+                let usage = runtime.usage(store.id(), &enablement.plugin);
+                let labels = format!("tenant=\"{}\",plugin=\"{}\",version=\"{}\"", store.id(), enablement.plugin, enablement.version);
+                calls.push_str(&format!("crm_plugin_calls_total{{{labels}}} {}\n", usage.calls));
+                errors.push_str(&format!("crm_plugin_errors_total{{{labels}}} {}\n", usage.errors));
+                fuel.push_str(&format!("crm_plugin_fuel_total{{{labels}}} {}\n", usage.fuel));
+            }
+        }
+        out.push_str("# HELP crm_plugin_calls_total Plugin calls per tenant and plugin.\n# TYPE crm_plugin_calls_total counter\n");
+        out.push_str(&calls);
+        out.push_str("# HELP crm_plugin_errors_total Failed plugin calls.\n# TYPE crm_plugin_errors_total counter\n");
+        out.push_str(&errors);
+        out.push_str("# HELP crm_plugin_fuel_total Fuel (instructions) plugins used.\n# TYPE crm_plugin_fuel_total counter\n");
+        out.push_str(&fuel);
     }
     let mut response = out.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));

@@ -9,6 +9,7 @@
 //! # }
 //! ```
 
+mod admin;
 mod batch;
 mod context;
 mod convert;

@@ -283,6 +283,10 @@ pub fn build(metadata: &Arc<Metadata>, limits: &Limits) -> Result<Schema, Schema
         mutation = add_mutations(mutation, &object);
     }
     query = add_change_feed(query);
+    query = crate::admin::add_queries(query);
+    mutation = crate::admin::add_mutations(mutation, metadata);
+    types.extend(crate::admin::types());
+    types.extend(crate::admin::action_types(metadata));
     query = query.field(
         Field::new("recordHistory", TypeRef::named_nn_list_nn("AuditEntry"), {
             let metadata = metadata.clone();

@@ -222,6 +222,14 @@ impl Kernel {
     async fn switch(&self, tenant: &TenantId, plugin: &str, next: Option<Enablement>, previous: Option<Enablement>) -> Result<()> {
         let store = self.tenant(tenant)?;
         if let Some(next) = &next {
+            let was_enabled = previous.as_ref().is_some_and(Enablement::is_enabled);
+            if next.is_enabled() && !was_enabled {
+                // Delivery to after-commit hooks starts with the changes
+                // committed from now on (an upgrade keeps its place).
+                let last = store.reader()?.last_change()?;
+                let cursor = crate::plugin_state::Effect::Cursor { plugin: plugin.to_string(), seq: last };
+                store.write(crate::writer::WriteRequest::effects(crate::audit::Actor::system(), vec![cursor])).await?;
+            }
             self.system.set_enablement(tenant, next)?;
         }
         let result = async {

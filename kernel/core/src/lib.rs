@@ -19,6 +19,7 @@
 //! ```
 
 pub mod audit;
+pub mod clock;
 pub mod encoding;
 pub mod error;
 pub mod ids;

@@ -114,10 +114,42 @@ impl ObjectDef {
     }
 }
 
+/// The definition of a system field (`id`, `version`, timestamps) of an
+/// object, for filters and sorting.
+pub fn system_field(object: &ObjectDef, name: &str) -> Option<FieldDef> {
+    let ty = match name {
+        "id" => FieldType::Ref(object.name.clone()),
+        "created_at" | "updated_at" | "deleted_at" => FieldType::DateTime,
+        "version" => FieldType::Int,
+        _ => return None,
+    };
+    Some(FieldDef {
+        name: name.to_string(),
+        ty,
+        required: true,
+        unique: name == "id",
+        indexed: true,
+        computed: true,
+        description: String::new(),
+    })
+}
+
 /// The metadata of one tenant, shared read-only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metadata {
     pub objects: Vec<ObjectDef>,
+    /// Actions of the tenant's enabled plugins, exposed as mutations.
+    pub actions: Vec<PluginAction>,
+}
+
+/// An action a plugin offers, with typed input and output fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginAction {
+    pub plugin: String,
+    pub name: String,
+    pub description: String,
+    pub input: Vec<FieldDef>,
+    pub output: Vec<FieldDef>,
 }
 
 impl Metadata {
@@ -263,7 +295,34 @@ impl Metadata {
                     FieldDef::new("owner_id", ExternalId).indexed(),
                 ],
             },
+            ObjectDef {
+                name: "custom_event".into(),
+                plural: "custom_events".into(),
+                description: "An event a plugin emitted (tracking, web forms, integrations).".into(),
+                fields: vec![
+                    FieldDef::new("name", Text).required().indexed(),
+                    FieldDef::new("payload", LongText),
+                    FieldDef::new("source", Text).indexed().describe("The plugin that emitted it."),
+                ],
+            },
+            ObjectDef {
+                name: "outbound_message".into(),
+                plural: "outbound_messages".into(),
+                description: "A message sent through the kernel's outbound channel; without a transport it stays in this mailbox.".into(),
+                fields: vec![
+                    FieldDef::new("channel", Enum(["email", "sms", "webhook"].map(String::from).to_vec())).required().indexed(),
+                    FieldDef::new("recipient", Text).required().indexed(),
+                    FieldDef::new("subject", Text),
+                    FieldDef::new("body", LongText),
+                    FieldDef::new("html", LongText),
+                    FieldDef::new("status", Enum(["queued", "sent", "delivered", "failed", "bounced"].map(String::from).to_vec()))
+                        .indexed(),
+                    FieldDef::new("source", Text).indexed().describe("The plugin that sent it."),
+                    FieldDef::new("sent_at", DateTime),
+                    FieldDef::new("error", Text),
+                ],
+            },
         ];
-        Arc::new(Metadata { objects })
+        Arc::new(Metadata { objects, actions: Vec::new() })
     }
 }

@@ -476,6 +476,17 @@ pub fn tenant_metadata(standard: &Metadata, plugins: &[&PluginManifest]) -> Resu
             object.fields.push(extension.field.clone());
         }
     }
+    for manifest in plugins {
+        for action in &manifest.actions {
+            metadata.actions.push(crate::metadata::PluginAction {
+                plugin: manifest.id.clone(),
+                name: action.name.clone(),
+                description: action.description.clone(),
+                input: action.input.clone(),
+                output: action.output.clone(),
+            });
+        }
+    }
     for object in &metadata.objects {
         for field in &object.fields {
             if let FieldType::Ref(target) = &field.ty
@@ -538,6 +549,24 @@ pub struct EnableOptions {
 /// Input and output of an action.
 pub type ActionFields = std::collections::BTreeMap<String, crate::value::Value>;
 
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginLogLine {
+    pub at: i64,
+    pub level: String,
+    pub message: String,
+}
+
+/// Calls, fuel and failures of one plugin in one tenant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PluginUsage {
+    pub calls: u64,
+    pub errors: u64,
+    pub fuel: u64,
+    pub consecutive_failures: u32,
+    /// (time, message), oldest first.
+    pub recent_failures: std::collections::VecDeque<(i64, String)>,
+}
+
 /// The wasm side of plugins, implemented by `crm-plugin-host` and wired in
 /// by the server. Calls are blocking: async callers run them on a blocking
 /// thread.
@@ -552,6 +581,16 @@ pub trait PluginRuntime: Send + Sync {
     /// Told after a tenant's plugins changed (or its store was opened), so
     /// delivery and timer workers can start or stop.
     fn tenant_changed(&self, tenant: &crate::ids::TenantId, active: &[ActivePlugin]);
+
+    /// Log lines kept for a tenant's plugin, oldest first.
+    fn logs(&self, tenant: &crate::ids::TenantId, plugin: &str) -> Vec<PluginLogLine>;
+
+    /// Calls, fuel and failures of a tenant's plugin since the process started.
+    fn usage(&self, tenant: &crate::ids::TenantId, plugin: &str) -> PluginUsage;
+
+    /// Delivers the events (or fires the timer) of a dead letter again and
+    /// removes it when that succeeds.
+    fn replay(&self, tenant: &crate::ids::TenantId, letter: &crate::plugin_state::DeadLetter) -> Result<()>;
 
     /// Runs an action of an active plugin.
     fn invoke(

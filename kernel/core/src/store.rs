@@ -173,6 +173,12 @@ impl TenantStore {
         self.writer.submit(request).await
     }
 
+    /// `write` for callers on a plain thread (plugin host calls).
+    pub fn write_blocking(&self, request: WriteRequest) -> Result<Vec<Applied>> {
+        let request = writer::prepare(&self.shared.metadata(), request)?;
+        self.writer.enqueue(request).blocking_recv().unwrap_or_else(|_| Err(Error::internal("the tenant writer stopped")))
+    }
+
     /// Submits many independent requests at once; each succeeds or fails on
     /// its own, and the writer commits them in as few transactions as it can.
     pub async fn write_each(&self, requests: Vec<WriteRequest>) -> Vec<Result<Vec<Applied>>> {

@@ -1,4 +1,4 @@
-//! The `crm` command: `serve`, `tenant`, `import`, `export`.
+//! The `crm` command: `serve`, `tenant`, `plugin`, `import`, `export`.
 //!
 //! Configuration comes from flags or the matching `CRM_*` environment
 //! variables; every command takes `--data-dir` (default `./crm-data`).
@@ -13,6 +13,8 @@ use crm_core::{Kernel, StoreOptions};
 
 mod export;
 mod import;
+mod plugins;
+pub mod scaffold;
 
 #[derive(Parser)]
 #[command(name = "crm", version, about = "An open-source CRM kernel with WebAssembly plugins")]
@@ -38,6 +40,18 @@ enum Command {
         /// Most write requests group-committed in one transaction (1 = one commit per write).
         #[arg(long, env = "CRM_MAX_BATCH", default_value_t = 1024)]
         max_batch: usize,
+        /// Let admins move the kernel's clock forward (`advanceClock`), for
+        /// testing timers and SLAs. Never on a production server.
+        #[arg(long, env = "CRM_DEV_CLOCK")]
+        dev_clock: bool,
+        /// Do not install and enable the bundled plugins on first start.
+        #[arg(long)]
+        no_bundled_plugins: bool,
+    },
+    /// Manage plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: plugins::PluginCommand,
     },
     /// Manage tenants.
     Tenant {
@@ -108,16 +122,32 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Opens the data directory with the plugin host wired in (compiled
+/// plugins are cached under `<data-dir>/plugin-cache`). Only `serve`
+/// delivers after-commit events and fires timers.
 fn open_kernel(data_dir: &Path, options: StoreOptions) -> Result<Arc<Kernel>> {
-    let kernel = Kernel::open(data_dir, options).map_err(|error| anyhow::anyhow!(error.message))?;
-    Ok(Arc::new(kernel))
+    Ok(open_kernel_with_host(data_dir, options)?.0)
+}
+
+fn open_kernel_with_host(data_dir: &Path, options: StoreOptions) -> Result<(Arc<Kernel>, Arc<crm_plugin_host::PluginHost>)> {
+    let kernel = Arc::new(Kernel::open(data_dir, options).map_err(|error| anyhow::anyhow!(error.message))?);
+    let host = crm_plugin_host::PluginHost::new(&kernel, Some(&data_dir.join("plugin-cache"))).map_err(|error| anyhow::anyhow!(error.message))?;
+    kernel.set_runtime(host.clone());
+    Ok((kernel, host))
 }
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { listen, max_body_bytes, max_batch } => {
+        Command::Serve { listen, max_body_bytes, max_batch, dev_clock, no_bundled_plugins } => {
             let options = StoreOptions { max_batch, ..StoreOptions::default() };
-            serve(&cli.data_dir, &listen, max_body_bytes, options).await
+            if dev_clock {
+                crm_core::clock::make_adjustable();
+            }
+            serve(&cli.data_dir, &listen, max_body_bytes, options, !no_bundled_plugins).await
+        }
+        Command::Plugin { command } => {
+            let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
+            plugins::run(&kernel, command).await
         }
         Command::Tenant { command: TenantCommand::Create { name } } => {
             let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
@@ -146,12 +176,27 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn serve(data_dir: &Path, listen: &str, max_body_bytes: usize, options: StoreOptions) -> Result<()> {
-    let kernel = open_kernel(data_dir, options)?;
+async fn serve(data_dir: &Path, listen: &str, max_body_bytes: usize, options: StoreOptions, bundled: bool) -> Result<()> {
+    let (kernel, host) = open_kernel_with_host(data_dir, options)?;
+    let started = std::time::Instant::now();
+    let warmed = host.warm().map_err(|error| anyhow::anyhow!(error.message))?;
+    tracing::info!(plugins = warmed, elapsed_ms = started.elapsed().as_millis() as u64, "plugins compiled or loaded from the cache");
+    host.start_delivery().map_err(|error| anyhow::anyhow!(error.message))?;
     if let Some((info, key)) = kernel.ensure_default_tenant().map_err(|error| anyhow::anyhow!(error.message))? {
         let key_path = data_dir.join("admin-key");
         write_secret(&key_path, &key).with_context(|| format!("writing {}", key_path.display()))?;
         println!("created tenant '{}'; its admin API key is in {}", info.name, key_path.display());
+        if bundled {
+            plugins::install_bundled(&kernel, &info.id).await?;
+        }
+    }
+    // Open every tenant that has plugins, so their workers deliver pending
+    // events and fire due timers without waiting for a request.
+    for tenant in kernel.system().tenants().map_err(|error| anyhow::anyhow!(error.message))? {
+        let has_plugins = kernel.active_plugins(&tenant.id).map(|active| !active.is_empty()).unwrap_or(false);
+        if has_plugins {
+            kernel.tenant(&tenant.id).map_err(|error| anyhow::anyhow!(error.message))?;
+        }
     }
     let limits = crm_api::Limits { max_body_bytes, ..crm_api::Limits::default() };
     let app = crm_api::router(crm_api::AppState::new(kernel, limits));

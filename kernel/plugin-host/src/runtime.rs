@@ -1,0 +1,800 @@
+//! `PluginHost`: the core's `PluginRuntime` on wasmtime. It inspects
+//! components at install, runs before-write hooks for the writers, actions
+//! for the API, and per tenant a worker that delivers committed events to
+//! after-commit hooks and fires due timers.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use crm_core::audit::{Actor, ChangeOp};
+use crm_core::plugin::{
+    ActionFields, ActivePlugin, FailurePolicy, HookCall, HookKind, Limits, PendingChange, PluginManifest, PluginRuntime, PluginStatus,
+    WriteHooks,
+};
+use crm_core::plugin_state::{DeadLetter, Effect};
+use crm_core::{Error, ErrorKind, Kernel, Result, TenantId, TenantStore, WriteRequest};
+
+use crate::bindings::CrmPluginPre;
+use crate::bindings::crm::plugin::types as wit;
+use crate::convert;
+use crate::engine::{CallFailure, PluginEngine};
+use crate::host::{CallScope, HostState, LogLine, Phase};
+
+/// Consecutive failed calls after which a plugin is suspended for a tenant.
+pub const SUSPEND_AFTER: u32 = 10;
+/// Delivery attempts before events go to the dead-letter list.
+pub const MAX_ATTEMPTS: u32 = 5;
+const LOG_LINES_KEPT: usize = 500;
+
+pub use crm_core::plugin::PluginUsage as Usage;
+
+pub struct PluginHost {
+    me: Weak<PluginHost>,
+    engine: PluginEngine,
+    kernel: Weak<Kernel>,
+    runtime: tokio::runtime::Handle,
+    logs: Mutex<HashMap<(TenantId, String), VecDeque<LogLine>>>,
+    usage: Mutex<HashMap<(TenantId, String), Usage>>,
+    workers: Mutex<HashMap<TenantId, tokio::sync::watch::Sender<Vec<ActivePlugin>>>>,
+    /// Whether this process delivers events and fires timers (the server
+    /// does; one-shot CLI commands leave that to it).
+    deliver: std::sync::atomic::AtomicBool,
+}
+
+/// One active plugin, ready to call.
+#[derive(Clone)]
+struct Prepared {
+    active: ActivePlugin,
+    pre: Arc<CrmPluginPre<HostState>>,
+    limits: Limits,
+}
+
+impl PluginHost {
+    /// A host for `kernel`, caching compiled plugins in `cache_dir`; must
+    /// be created inside a tokio runtime (its workers run there).
+    pub fn new(kernel: &Arc<Kernel>, cache_dir: Option<&Path>) -> Result<Arc<PluginHost>> {
+        let engine = PluginEngine::new(cache_dir)?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::internal("the plugin host needs a tokio runtime"))?;
+        Ok(Arc::new_cyclic(|me| PluginHost {
+            me: me.clone(),
+            engine,
+            kernel: Arc::downgrade(kernel),
+            runtime,
+            logs: Mutex::new(HashMap::new()),
+            usage: Mutex::new(HashMap::new()),
+            workers: Mutex::new(HashMap::new()),
+            deliver: std::sync::atomic::AtomicBool::new(false),
+        }))
+    }
+
+    /// Makes this process deliver after-commit events and fire timers for
+    /// every tenant store that is (or gets) opened.
+    pub fn start_delivery(&self) -> Result<()> {
+        self.deliver.store(true, std::sync::atomic::Ordering::SeqCst);
+        let kernel = self.kernel()?;
+        for store in kernel.open_tenants() {
+            let active = kernel.active_plugins(store.id())?;
+            self.tenant_changed(store.id(), &active);
+        }
+        Ok(())
+    }
+
+    fn kernel(&self) -> Result<Arc<Kernel>> {
+        self.kernel.upgrade().ok_or_else(|| Error::new(ErrorKind::Unavailable, "the kernel is shutting down"))
+    }
+
+    /// Compiles (or loads from the cache) every plugin version enabled
+    /// anywhere, so the first call does not pay for it.
+    pub fn warm(&self) -> Result<usize> {
+        let kernel = self.kernel()?;
+        let mut count = 0;
+        for installed in kernel.system().plugins()? {
+            if let Some(wasm) = kernel.system().plugin_blob(&installed.hash)? {
+                self.engine.prepare(&installed.hash, &wasm)?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    fn prepare(&self, active: &ActivePlugin) -> Result<Prepared> {
+        let hash = &active.enablement.hash;
+        let pre = if self.engine.is_prepared(hash) {
+            self.engine.prepare(hash, &[])?
+        } else {
+            let kernel = self.kernel()?;
+            let wasm = kernel
+                .system()
+                .plugin_blob(hash)?
+                .ok_or_else(|| Error::internal(format!("plugin {} has no stored component", active.enablement.plugin)))?;
+            self.engine.prepare(hash, &wasm)?
+        };
+        Ok(Prepared { limits: Limits::effective(&active.manifest.limits, &active.enablement.limits), pre, active: active.clone() })
+    }
+
+    fn context(&self, tenant: &TenantId, plugin: &ActivePlugin, actor: &Actor, request_id: Option<&str>) -> wit::Context {
+        wit::Context {
+            tenant: tenant.to_string(),
+            plugin: plugin.enablement.plugin.clone(),
+            version: plugin.enablement.version.clone(),
+            request_id: request_id.map(String::from),
+            actor: actor.0.clone(),
+            config: plugin.enablement.config.clone(),
+        }
+    }
+
+    fn scope(&self, store: &Arc<TenantStore>, prepared: &Prepared, phase: Phase, request_id: Option<&str>) -> CallScope {
+        CallScope {
+            store: Some(store.clone()),
+            plugin: prepared.active.enablement.plugin.clone(),
+            version: prepared.active.enablement.version.clone(),
+            grants: prepared.active.enablement.grants.clone(),
+            phase,
+            request_id: request_id.map(String::from),
+            max_host_calls: prepared.limits.host_calls,
+            max_log_bytes: prepared.limits.log_bytes,
+        }
+    }
+
+    /// Records the outcome of a call: logs, usage, and suspension after
+    /// repeated failures.
+    fn finish(&self, tenant: &TenantId, plugin: &str, state: &HostState, fuel_used: u64, failure: Option<&str>) {
+        let key = (tenant.clone(), plugin.to_string());
+        {
+            let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+            let lines = logs.entry(key.clone()).or_default();
+            for line in &state.logs {
+                tracing::info!(tenant = %tenant, plugin, level = %line.level, "{}", line.message);
+                lines.push_back(line.clone());
+            }
+            if let Some(failure) = failure {
+                lines.push_back(LogLine { at: crm_core::clock::now_ms(), level: "error".into(), message: failure.to_string() });
+            }
+            while lines.len() > LOG_LINES_KEPT {
+                lines.pop_front();
+            }
+        }
+        let suspend = {
+            let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = usage.entry(key).or_default();
+            entry.calls += 1;
+            entry.fuel += fuel_used;
+            match failure {
+                None => {
+                    entry.consecutive_failures = 0;
+                    false
+                }
+                Some(message) => {
+                    entry.errors += 1;
+                    entry.consecutive_failures += 1;
+                    entry.recent_failures.push_back((crm_core::clock::now_ms(), message.to_string()));
+                    while entry.recent_failures.len() > 20 {
+                        entry.recent_failures.pop_front();
+                    }
+                    entry.consecutive_failures == SUSPEND_AFTER
+                }
+            }
+        };
+        if let Some(message) = failure {
+            tracing::warn!(tenant = %tenant, plugin, "{message}");
+        }
+        if suspend && let Ok(kernel) = self.kernel() {
+            let tenant = tenant.clone();
+            let plugin = plugin.to_string();
+            let reason = format!("suspended after {SUSPEND_AFTER} consecutive failures; last: {}", failure.unwrap_or_default());
+            self.runtime.spawn(async move {
+                tracing::error!(tenant = %tenant, plugin = %plugin, "{reason}");
+                if let Err(error) = kernel.disable_plugin(&tenant, &plugin, PluginStatus::Suspended { reason }).await {
+                    tracing::error!(%error, "cannot suspend plugin");
+                }
+            });
+        }
+    }
+
+    /// Runs one export in a fresh instance and books the outcome.
+    fn run<R>(
+        &self,
+        tenant: &TenantId,
+        store: &Arc<TenantStore>,
+        prepared: &Prepared,
+        phase: Phase,
+        request_id: Option<&str>,
+        f: impl FnOnce(&crate::bindings::CrmPlugin, &mut wasmtime::Store<HostState>) -> wasmtime::Result<std::result::Result<R, String>>,
+        size: impl FnOnce(&R) -> usize,
+    ) -> std::result::Result<R, String> {
+        let scope = self.scope(store, prepared, phase, request_id);
+        let limits = prepared.limits;
+        let mut fuel_left = 0;
+        let (result, state) = self.engine.call(&prepared.pre, scope, &limits, |plugin, wasm_store| {
+            let out = f(plugin, wasm_store);
+            fuel_left = wasm_store.get_fuel().unwrap_or(0);
+            out
+        });
+        let outcome = match result {
+            Err(CallFailure { message }) => Err(message),
+            Ok(Err(message)) => Err(format!("returned an error: {}", message.chars().take(500).collect::<String>())),
+            Ok(Ok(value)) => {
+                let bytes = size(&value);
+                if bytes > limits.output_bytes as usize {
+                    Err(format!("returned {bytes} bytes, more than its output limit of {}", limits.output_bytes))
+                } else {
+                    Ok(value)
+                }
+            }
+        };
+        let plugin = &prepared.active.enablement.plugin;
+        let fuel_used = limits.fuel.saturating_sub(fuel_left);
+        self.finish(tenant, plugin, &state, fuel_used, outcome.as_ref().err().map(|message| format!("plugin {plugin} {message}")).as_deref());
+        outcome
+    }
+
+    /// Usage of every plugin in every tenant, for /metrics.
+    pub fn all_usage(&self) -> Vec<(TenantId, String, Usage)> {
+        let usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        usage.iter().map(|((tenant, plugin), usage)| (tenant.clone(), plugin.clone(), usage.clone())).collect()
+    }
+}
+
+impl PluginRuntime for PluginHost {
+    fn inspect(&self, wasm: &[u8]) -> Result<PluginManifest> {
+        if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+            return Err(Error::invalid("not a WebAssembly file (missing the \\0asm header)"));
+        }
+        let hash = crm_core::plugin::content_hash(wasm);
+        let pre = self.engine.prepare(&hash, wasm)?;
+        let scope = CallScope {
+            store: None,
+            plugin: "(installing)".into(),
+            version: String::new(),
+            grants: Default::default(),
+            phase: Phase::Inspect,
+            request_id: None,
+            max_host_calls: 0,
+            max_log_bytes: 0,
+        };
+        let (result, _) = self.engine.call(&pre, scope, &Limits::DEFAULT, |plugin, store| plugin.crm_plugin_plugin().call_manifest(store));
+        let manifest = result.map_err(|failure| Error::invalid(format!("reading the manifest failed: {}", failure.message)))?;
+        convert::manifest_from_wit(manifest).map_err(|error| Error::invalid(format!("invalid manifest: {error}")))
+    }
+
+    fn write_hooks(&self, tenant: &TenantId, active: &[ActivePlugin]) -> Option<Arc<dyn WriteHooks>> {
+        let mut plugins = Vec::new();
+        for plugin in active {
+            if !plugin.manifest.hooks.iter().any(|hook| hook.kind == HookKind::BeforeWrite) {
+                continue;
+            }
+            match self.prepare(plugin) {
+                Ok(prepared) => plugins.push(prepared),
+                Err(error) => tracing::error!(tenant = %tenant, plugin = %plugin.enablement.plugin, %error, "cannot load plugin"),
+            }
+        }
+        if plugins.is_empty() {
+            return None;
+        }
+        let host = self.me.upgrade()?;
+        Some(Arc::new(TenantHooks { host, tenant: tenant.clone(), plugins }))
+    }
+
+    fn tenant_changed(&self, tenant: &TenantId, active: &[ActivePlugin]) {
+        if !self.deliver.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let wants_worker = active.iter().any(|plugin| {
+            plugin.manifest.hooks.iter().any(|hook| hook.kind == HookKind::AfterCommit) || plugin.enablement.grants.timers
+        });
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = workers.get(tenant) {
+            if wants_worker {
+                let _ = sender.send(active.to_vec());
+            } else {
+                workers.remove(tenant);
+            }
+            return;
+        }
+        if !wants_worker {
+            return;
+        }
+        let (sender, receiver) = tokio::sync::watch::channel(active.to_vec());
+        workers.insert(tenant.clone(), sender);
+        let (Some(kernel), Some(host)) = (self.kernel.upgrade(), self.me.upgrade()) else { return };
+        let tenant = tenant.clone();
+        self.runtime.spawn(worker(kernel, host, tenant, receiver));
+    }
+
+    fn logs(&self, tenant: &TenantId, plugin: &str) -> Vec<LogLine> {
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        logs.get(&(tenant.clone(), plugin.to_string())).map(|lines| lines.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    fn usage(&self, tenant: &TenantId, plugin: &str) -> Usage {
+        let usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        usage.get(&(tenant.clone(), plugin.to_string())).cloned().unwrap_or_default()
+    }
+
+    fn replay(&self, tenant: &TenantId, letter: &DeadLetter) -> Result<()> {
+        let kernel = self.kernel()?;
+        let store = kernel.tenant(tenant)?;
+        let active = kernel
+            .active_plugins(tenant)?
+            .into_iter()
+            .find(|active| active.enablement.plugin == letter.plugin)
+            .ok_or_else(|| Error::not_found(format!("plugin {} is not enabled for this tenant", letter.plugin)))?;
+        let prepared = self.prepare(&active)?;
+        let context = self.context(tenant, &active, &Actor::system(), None);
+        let outcome = match &letter.timer {
+            Some(key) => self.run(
+                tenant,
+                &store,
+                &prepared,
+                Phase::Effects,
+                None,
+                |instance, wasm_store| instance.crm_plugin_plugin().call_on_timer(wasm_store, &context, key, &[]),
+                |_| 0,
+            ),
+            None => {
+                let reader = store.reader()?;
+                let grants = &active.enablement.grants;
+                let mut wire = Vec::new();
+                for seq in &letter.events {
+                    let Some(event) = reader.changes(seq - 1, 1)?.into_iter().next() else { continue };
+                    let visible = |field: &str| grants.allows_field(&event.object, field, crm_core::plugin::Access::Read);
+                    let fields = reader
+                        .get(&event.object, event.record_id)?
+                        .map(|record| convert::fields_to_wit(&record.fields, visible))
+                        .unwrap_or_default();
+                    wire.push(wit::Event {
+                        seq: event.seq,
+                        at: event.at,
+                        object: event.object.clone(),
+                        id: event.record_id.to_string(),
+                        op: convert::op_to_wit(event.op),
+                        version: event.version,
+                        fields,
+                    });
+                }
+                drop(reader);
+                self.run(
+                    tenant,
+                    &store,
+                    &prepared,
+                    Phase::Effects,
+                    None,
+                    |instance, wasm_store| instance.crm_plugin_plugin().call_after_commit(wasm_store, &context, &wire),
+                    |_| 0,
+                )
+            }
+        };
+        outcome.map_err(|message| Error::new(ErrorKind::PluginFailed, format!("plugin {} {message}", letter.plugin)))?;
+        store.write_blocking(WriteRequest::effects(Actor::system(), vec![Effect::DeadLetterRemove { seq: letter.seq }]))?;
+        Ok(())
+    }
+
+    fn invoke(&self, tenant: &TenantId, plugin: &str, action: &str, input: ActionFields, actor: &Actor, request_id: Option<&str>) -> Result<ActionFields> {
+        let kernel = self.kernel()?;
+        let active = kernel
+            .active_plugins(tenant)?
+            .into_iter()
+            .find(|active| active.enablement.plugin == plugin)
+            .ok_or_else(|| Error::not_found(format!("plugin {plugin} is not enabled for this tenant")))?;
+        let decl = active
+            .manifest
+            .actions
+            .iter()
+            .find(|decl| decl.name == action)
+            .ok_or_else(|| Error::not_found(format!("plugin {plugin} has no action '{action}'")))?
+            .clone();
+        let mut checked = ActionFields::new();
+        for (name, value) in input {
+            let field = decl.input.iter().find(|field| field.name == name).ok_or_else(|| Error::invalid_field(name.clone(), "is not an input of this action"))?;
+            checked.insert(name, crm_core::normalize::normalize(field, value)?);
+        }
+        for field in decl.input.iter().filter(|field| field.required) {
+            if checked.get(&field.name).is_none_or(crm_core::Value::is_null) {
+                return Err(Error::invalid_field(field.name.clone(), "is required"));
+            }
+        }
+        let store = kernel.tenant(tenant)?;
+        let prepared = self.prepare(&active)?;
+        let context = self.context(tenant, &active, actor, request_id);
+        let input: Vec<wit::Field> = convert::fields_to_wit(&checked, |_| true);
+        let output = self
+            .run(
+                tenant,
+                &store,
+                &prepared,
+                Phase::Effects,
+                request_id,
+                |plugin, wasm_store| plugin.crm_plugin_plugin().call_invoke(wasm_store, &context, action, &input),
+                |fields| convert::fields_size(fields),
+            )
+            .map_err(|message| Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} {message}")))?;
+        let output = convert::fields_from_wit(output).map_err(|error| Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} returned {error}")))?;
+        let mut out = BTreeMap::new();
+        for (name, value) in output {
+            let Some(field) = decl.output.iter().find(|field| field.name == name) else { continue };
+            let value = crm_core::normalize::normalize(field, value)
+                .map_err(|error| Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} returned a bad {name}: {}", error.message)))?;
+            out.insert(name, value);
+        }
+        Ok(out)
+    }
+}
+
+/// The before-write hooks of one tenant.
+struct TenantHooks {
+    host: Arc<PluginHost>,
+    tenant: TenantId,
+    plugins: Vec<Prepared>,
+}
+
+impl WriteHooks for TenantHooks {
+    fn covers(&self, object: &str, op: ChangeOp) -> bool {
+        self.plugins.iter().any(|plugin| plugin.active.manifest.hooks.iter().any(|hook| hook.matches(HookKind::BeforeWrite, object, op)))
+    }
+
+    fn before_write(&self, call: HookCall<'_>, changes: &mut [PendingChange]) -> Result<()> {
+        let host = &self.host;
+        let kernel = host.kernel()?;
+        let store = kernel.tenant(&self.tenant)?;
+        for prepared in &self.plugins {
+            let manifest = &prepared.active.manifest;
+            let grants = &prepared.active.enablement.grants;
+            let plugin = &prepared.active.enablement.plugin;
+            let mut selected = Vec::new();
+            let mut failure = FailurePolicy::FailOpen;
+            for (index, change) in changes.iter().enumerate() {
+                if let Some(hook) = manifest.hooks.iter().find(|hook| hook.matches(HookKind::BeforeWrite, &change.object, change.op)) {
+                    selected.push(index);
+                    if hook.failure == FailurePolicy::FailClosed {
+                        failure = FailurePolicy::FailClosed;
+                    }
+                }
+            }
+            if selected.is_empty() {
+                continue;
+            }
+            let wire: Vec<wit::Change> = selected
+                .iter()
+                .map(|&index| {
+                    let change = &changes[index];
+                    let visible = |field: &str| grants.allows_field(&change.object, field, crm_core::plugin::Access::Read);
+                    wit::Change {
+                        object: change.object.clone(),
+                        op: convert::op_to_wit(change.op),
+                        id: change.after.id.to_string(),
+                        before: change.before.as_ref().map(|before| convert::fields_to_wit(&before.fields, visible)),
+                        after: convert::fields_to_wit(&change.after.fields, visible),
+                    }
+                })
+                .collect();
+            let context = host.context(&self.tenant, &prepared.active, call.actor, call.request_id);
+            let result = host.run(
+                &self.tenant,
+                &store,
+                prepared,
+                Phase::BeforeWrite,
+                call.request_id,
+                |plugin, wasm_store| plugin.crm_plugin_plugin().call_before_write(wasm_store, &context, &wire),
+                |decisions: &Vec<wit::Decision>| {
+                    decisions
+                        .iter()
+                        .map(|decision| match decision {
+                            wit::Decision::Patch(fields) => convert::fields_size(fields),
+                            wit::Decision::Reject(rejection) => rejection.message.len(),
+                            wit::Decision::Accept => 1,
+                        })
+                        .sum()
+                },
+            );
+            let decisions = match result {
+                Ok(decisions) if decisions.len() == selected.len() => decisions,
+                Ok(decisions) => {
+                    let message = format!("plugin {plugin} returned {} decisions for {} changes", decisions.len(), selected.len());
+                    host.finish(&self.tenant, plugin, &HostState::new(empty_scope(), 0), 0, Some(&message));
+                    match failure {
+                        FailurePolicy::FailClosed => return Err(Error::new(ErrorKind::PluginFailed, message)),
+                        FailurePolicy::FailOpen => continue,
+                    }
+                }
+                Err(message) => match failure {
+                    FailurePolicy::FailClosed => {
+                        return Err(Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} {message}")));
+                    }
+                    FailurePolicy::FailOpen => continue,
+                },
+            };
+            for (index, decision) in selected.into_iter().zip(decisions) {
+                let change = &mut changes[index];
+                match decision {
+                    wit::Decision::Accept => {}
+                    wit::Decision::Reject(rejection) => {
+                        let message = rejection.message.chars().take(1000).collect::<String>();
+                        return Err(match rejection.field {
+                            Some(field) => Error { kind: ErrorKind::Validation, message: format!("{field}: {message}"), field: Some(field) },
+                            None => Error::invalid(message),
+                        });
+                    }
+                    wit::Decision::Patch(fields) => {
+                        let access = if change.op == ChangeOp::Created { crm_core::plugin::Access::Create } else { crm_core::plugin::Access::Update };
+                        let fields = convert::fields_from_wit(fields)
+                            .map_err(|error| Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} patched {error}")))?;
+                        for (name, value) in fields {
+                            if !grants.allows_field(&change.object, &name, access) {
+                                let message = format!("plugin {plugin} patched {}.{name}, which it may not write", change.object);
+                                host.finish(&self.tenant, plugin, &HostState::new(empty_scope(), 0), 0, Some(&message));
+                                return Err(Error::new(ErrorKind::PluginFailed, message));
+                            }
+                            if value.is_null() {
+                                change.after.fields.remove(&name);
+                            } else {
+                                change.after.fields.insert(name, value);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn empty_scope() -> CallScope {
+    CallScope {
+        store: None,
+        plugin: String::new(),
+        version: String::new(),
+        grants: Default::default(),
+        phase: Phase::Inspect,
+        request_id: None,
+        max_host_calls: 0,
+        max_log_bytes: 0,
+    }
+}
+
+/// Retry bookkeeping of one plugin's delivery or one timer.
+#[derive(Default, Clone)]
+struct Attempts {
+    count: u32,
+    next_at: i64,
+}
+
+fn backoff_ms(attempt: u32) -> i64 {
+    (200i64 << attempt.min(8)).min(60_000)
+}
+
+/// The delivery worker of one tenant: after-commit events and timers.
+async fn worker(
+    kernel: Arc<Kernel>,
+    host: Arc<PluginHost>,
+    tenant: TenantId,
+    mut plugins: tokio::sync::watch::Receiver<Vec<ActivePlugin>>,
+) {
+    let Ok(store) = kernel.tenant(&tenant) else { return };
+    let mut events = store.subscribe();
+    let mut attempts: HashMap<String, Attempts> = HashMap::new();
+    loop {
+        let active = plugins.borrow_and_update().clone();
+        let (host2, tenant2, store2) = (host.clone(), tenant.clone(), store.clone());
+        let mut state = std::mem::take(&mut attempts);
+        let pass = tokio::task::spawn_blocking(move || {
+            let wake = deliver(&host2, &tenant2, &store2, &active, &mut state);
+            (state, wake)
+        })
+        .await;
+        let wake_in = match pass {
+            Ok((state, wake)) => {
+                attempts = state;
+                wake.map(|at| (at - crm_core::clock::now_ms()).clamp(0, 1000)).unwrap_or(1000)
+            }
+            Err(error) => {
+                tracing::error!(%error, "plugin delivery pass failed");
+                1000
+            }
+        };
+        tokio::select! {
+            changed = plugins.changed() => if changed.is_err() { return },
+            _ = events.recv() => {},
+            _ = tokio::time::sleep(Duration::from_millis(wake_in as u64)) => {},
+        }
+    }
+}
+
+/// One pass: delivers pending events to each after-commit plugin and fires
+/// due timers. Returns when the next retry or timer is due.
+fn deliver(
+    host: &PluginHost,
+    tenant: &TenantId,
+    store: &Arc<TenantStore>,
+    active: &[ActivePlugin],
+    attempts: &mut HashMap<String, Attempts>,
+) -> Option<i64> {
+    let mut wake: Option<i64> = None;
+    let mut wake_at = |at: i64| wake = Some(wake.map_or(at, |current: i64| current.min(at)));
+    let now = crm_core::clock::now_ms();
+    for plugin in active {
+        let hooks: Vec<_> = plugin.manifest.hooks.iter().filter(|hook| hook.kind == HookKind::AfterCommit).collect();
+        if hooks.is_empty() {
+            continue;
+        }
+        let id = &plugin.enablement.plugin;
+        let key = format!("events:{id}");
+        if attempts.get(&key).is_some_and(|a| a.next_at > now) {
+            wake_at(attempts[&key].next_at);
+            continue;
+        }
+        let Ok(reader) = store.reader() else { continue };
+        let cursor = match reader.cursor(id) {
+            Ok(Some(cursor)) => cursor,
+            Ok(None) => {
+                let last = reader.last_change().unwrap_or(0);
+                let _ = store.write_blocking(WriteRequest::effects(Actor::system(), vec![Effect::Cursor { plugin: id.clone(), seq: last }]));
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let Ok(batch) = reader.changes(cursor, 100) else { continue };
+        let Some(last_seq) = batch.last().map(|event| event.seq) else { continue };
+        let grants = &plugin.enablement.grants;
+        let mut wire = Vec::new();
+        let mut failure = FailurePolicy::FailOpen;
+        for event in &batch {
+            let Some(hook) = hooks.iter().find(|hook| hook.matches(HookKind::AfterCommit, &event.object, event.op)) else { continue };
+            if hook.failure == FailurePolicy::FailClosed {
+                failure = FailurePolicy::FailClosed;
+            }
+            let visible = |field: &str| grants.allows_field(&event.object, field, crm_core::plugin::Access::Read);
+            let fields = reader
+                .get(&event.object, event.record_id)
+                .ok()
+                .flatten()
+                .map(|record| convert::fields_to_wit(&record.fields, visible))
+                .unwrap_or_default();
+            wire.push(wit::Event {
+                seq: event.seq,
+                at: event.at,
+                object: event.object.clone(),
+                id: event.record_id.to_string(),
+                op: convert::op_to_wit(event.op),
+                version: event.version,
+                fields,
+            });
+        }
+        drop(reader);
+        let advance = |effects: Vec<Effect>| {
+            let mut all = effects;
+            all.push(Effect::Cursor { plugin: id.clone(), seq: last_seq });
+            if let Err(error) = store.write_blocking(WriteRequest::effects(Actor::system(), all)) {
+                tracing::error!(%error, "cannot record plugin delivery");
+            }
+        };
+        if wire.is_empty() {
+            advance(Vec::new());
+            continue;
+        }
+        let prepared = match host.prepare(plugin) {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                tracing::error!(%error, plugin = %id, "cannot load plugin for delivery");
+                continue;
+            }
+        };
+        let context = host.context(tenant, plugin, &Actor::system(), None);
+        let result = host.run(
+            tenant,
+            store,
+            &prepared,
+            Phase::Effects,
+            None,
+            |instance, wasm_store| instance.crm_plugin_plugin().call_after_commit(wasm_store, &context, &wire),
+            |_| 0,
+        );
+        match result {
+            Ok(()) => {
+                attempts.remove(&key);
+                advance(Vec::new());
+                wake_at(now);
+            }
+            Err(message) if failure == FailurePolicy::FailOpen => {
+                tracing::warn!(plugin = %id, "after-commit failed (fail-open, events skipped): {message}");
+                advance(Vec::new());
+            }
+            Err(message) => {
+                let entry = attempts.entry(key.clone()).or_default();
+                entry.count += 1;
+                if entry.count >= MAX_ATTEMPTS {
+                    let letter = DeadLetter {
+                        seq: 0,
+                        plugin: id.clone(),
+                        hook: "after-commit".into(),
+                        events: wire.iter().map(|event| event.seq).collect(),
+                        timer: None,
+                        error: message,
+                        attempts: entry.count,
+                        at: crm_core::clock::now_ms(),
+                    };
+                    attempts.remove(&key);
+                    advance(vec![Effect::DeadLetter { letter }]);
+                } else {
+                    entry.next_at = crm_core::clock::now_ms() + backoff_ms(entry.count);
+                    wake_at(entry.next_at);
+                }
+            }
+        }
+    }
+    fire_timers(host, tenant, store, active, attempts, &mut wake_at);
+    if let Ok(reader) = store.reader()
+        && let Ok(Some(next)) = reader.next_timer_at()
+    {
+        wake_at(next);
+    }
+    wake
+}
+
+fn fire_timers(
+    host: &PluginHost,
+    tenant: &TenantId,
+    store: &Arc<TenantStore>,
+    active: &[ActivePlugin],
+    attempts: &mut HashMap<String, Attempts>,
+    wake_at: &mut impl FnMut(i64),
+) {
+    let now = crm_core::clock::now_ms();
+    let Ok(due) = store.reader().and_then(|reader| reader.due_timers(now, 50)) else { return };
+    for timer in due {
+        let Some(plugin) = active.iter().find(|plugin| plugin.enablement.plugin == timer.plugin && plugin.enablement.grants.timers) else {
+            // The plugin is disabled: its timers wait for it.
+            continue;
+        };
+        let key = format!("timer:{}:{}", timer.plugin, timer.key);
+        if let Some(retry) = attempts.get(&key)
+            && retry.next_at > now
+        {
+            wake_at(retry.next_at);
+            continue;
+        }
+        let Ok(prepared) = host.prepare(plugin) else { continue };
+        let context = host.context(tenant, plugin, &Actor::system(), None);
+        let result = host.run(
+            tenant,
+            store,
+            &prepared,
+            Phase::Effects,
+            None,
+            |instance, wasm_store| instance.crm_plugin_plugin().call_on_timer(wasm_store, &context, &timer.key, &timer.payload),
+            |_| 0,
+        );
+        let done = Effect::TimerCancel { plugin: timer.plugin.clone(), key: timer.key.clone(), only_at: Some(timer.at) };
+        let effects = match result {
+            Ok(()) => {
+                attempts.remove(&key);
+                vec![done]
+            }
+            Err(message) => {
+                let entry = attempts.entry(key.clone()).or_default();
+                entry.count += 1;
+                if entry.count < MAX_ATTEMPTS {
+                    entry.next_at = now + backoff_ms(entry.count);
+                    wake_at(entry.next_at);
+                    continue;
+                }
+                let letter = DeadLetter {
+                    seq: 0,
+                    plugin: timer.plugin.clone(),
+                    hook: "on-timer".into(),
+                    events: Vec::new(),
+                    timer: Some(timer.key.clone()),
+                    error: message,
+                    attempts: entry.count,
+                    at: now,
+                };
+                attempts.remove(&key);
+                vec![done, Effect::DeadLetter { letter }]
+            }
+        };
+        if let Err(error) = store.write_blocking(WriteRequest::effects(Actor::system(), effects)) {
+            tracing::error!(%error, "cannot record a fired timer");
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Real plugins (compiled from tests/plugins by crm-plugin-artifacts) in
+//! the real wasmtime sandbox, against a kernel on a temporary data
+//! directory. Each hostile behaviour must fail only its own call.
+
+use std::sync::Arc;
+
+use crm_core::plugin::{EnableOptions, Limits, PluginStatus};
+use crm_core::query::ListQuery;
+use crm_core::{Actor, ErrorKind, Fields, Kernel, Mutation, RecordId, StoreOptions, TenantId, Value, WriteRequest};
+use crm_plugin_host::PluginHost;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    kernel: Arc<Kernel>,
+    host: Arc<PluginHost>,
+    a: TenantId,
+    b: TenantId,
+}
+
+fn wasm(name: &str) -> Vec<u8> {
+    std::fs::read(crm_plugin_artifacts::test_plugin(name)).expect("test plugin built")
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kernel = Arc::new(Kernel::open(dir.path(), StoreOptions::default()).expect("kernel"));
+    let host = PluginHost::new(&kernel, Some(&dir.path().join("plugin-cache"))).expect("host");
+    kernel.set_runtime(host.clone());
+    host.start_delivery().expect("delivery");
+    let (a, _) = kernel.create_tenant("a").expect("tenant a");
+    let (b, _) = kernel.create_tenant("b").expect("tenant b");
+    Fixture { _dir: dir, kernel, host, a: a.id, b: b.id }
+}
+
+impl Fixture {
+    async fn install_enable(&self, name: &str, tenant: &TenantId, config: Option<&str>) {
+        self.kernel.install_plugin(&wasm(name)).expect("install");
+        self.kernel
+            .enable_plugin(tenant, name, EnableOptions { config: config.map(String::from), ..Default::default() })
+            .await
+            .expect("enable");
+    }
+
+    async fn create(&self, tenant: &TenantId, object: &str, fields: &[(&str, Value)]) -> crm_core::Result<crm_core::Record> {
+        let store = self.kernel.tenant(tenant)?;
+        let fields: Fields = fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let applied = store.write(WriteRequest::new(Actor::cli(), vec![Mutation::Create { object: object.into(), fields }])).await?;
+        Ok(applied[0].record.clone())
+    }
+
+    fn count(&self, tenant: &TenantId, object: &str) -> u64 {
+        self.kernel.tenant(tenant).unwrap().count(&ListQuery::new(object)).unwrap()
+    }
+
+    async fn invoke(&self, tenant: &TenantId, plugin: &str, action: &str, input: Fields) -> crm_core::Result<Fields> {
+        let host = self.host.clone();
+        let (tenant, plugin, action) = (tenant.clone(), plugin.to_string(), action.to_string());
+        tokio::task::spawn_blocking(move || {
+            use crm_core::plugin::PluginRuntime;
+            host.invoke(&tenant, &plugin, &action, input, &Actor::cli(), None)
+        })
+        .await
+        .unwrap()
+    }
+}
+
+fn text(value: &str) -> Value {
+    Value::Text(value.into())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_validator_rejects_with_its_message_and_writes_nothing() {
+    let f = fixture().await;
+    f.install_enable("validator", &f.a, Some(r#"{"blocked_domains": ["example.org"]}"#)).await;
+
+    let error = f.create(&f.a, "contact", &[("first_name", text("Eve")), ("email", text("eve@example.org"))]).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Validation);
+    assert_eq!(error.field.as_deref(), Some("email"));
+    assert_eq!(f.count(&f.a, "contact"), 0, "nothing written");
+
+    f.create(&f.a, "contact", &[("first_name", text("Ada")), ("email", text("ada@math.org"))]).await.expect("allowed");
+    // Tenant B has no validator.
+    f.create(&f.b, "contact", &[("first_name", text("Eve")), ("email", text("eve@example.org"))]).await.expect("B unaffected");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_config_is_refused_at_enable() {
+    let f = fixture().await;
+    f.kernel.install_plugin(&wasm("validator")).unwrap();
+    let error = f
+        .kernel
+        .enable_plugin(&f.a, "validator", EnableOptions { config: Some(r#"{"blocked_domains": "x"}"#.into()), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Validation, "{error:?}");
+    assert!(error.message.contains("blocked_domains"), "{}", error.message);
+    assert!(f.kernel.system().enablement(&f.a, "validator").unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_patcher_patches_inside_the_transaction_and_the_audit_shows_it() {
+    let f = fixture().await;
+    f.install_enable("patcher", &f.a, None).await;
+    let record = f
+        .create(&f.a, "contact", &[("first_name", text("  ada")), ("title", text("VP Sales")), ("source", text("referral"))])
+        .await
+        .unwrap();
+    assert_eq!(record.get("lead_score"), &Value::Int(50));
+    assert_eq!(record.get("plugin_score"), &Value::Int(50));
+    assert_eq!(record.get("first_name"), &text("Ada"));
+    assert_eq!(record.version, 1, "a patch is part of the same change");
+    let store = f.kernel.tenant(&f.a).unwrap();
+    let stored = store.get("contact", record.id).unwrap().unwrap();
+    assert_eq!(stored.get("plugin_score"), &Value::Int(50));
+    let history = store.reader().unwrap().history("contact", record.id).unwrap();
+    assert_eq!(history.len(), 1);
+    assert!(history[0].diff.iter().any(|change| change.field == "plugin_score" && change.after == Value::Int(50)));
+    // The declared field is indexed: an index lookup finds the record.
+    let found = store.reader().unwrap().index_ids("contact", "plugin_score", &Value::Int(50)).unwrap();
+    assert_eq!(found, vec![record.id]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bulk_write_calls_the_hook_once() {
+    let f = fixture().await;
+    f.install_enable("patcher", &f.a, None).await;
+    let store = f.kernel.tenant(&f.a).unwrap();
+    let mutations: Vec<Mutation> = (0..1000)
+        .map(|i| Mutation::Create {
+            object: "contact".into(),
+            fields: Fields::from([("first_name".to_string(), text(&format!("p{i}"))), ("title".to_string(), text("VP"))]),
+        })
+        .collect();
+    use crm_core::plugin::PluginRuntime;
+    let before = f.host.usage(&f.a, "patcher").calls;
+    let applied = store.write(WriteRequest::new(Actor::cli(), mutations)).await.unwrap();
+    assert_eq!(applied.len(), 1000);
+    assert!(applied.iter().all(|a| a.record.get("plugin_score") == &Value::Int(30)));
+    assert_eq!(f.host.usage(&f.a, "patcher").calls - before, 1, "one call for the whole batch");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_objects_appear_for_one_tenant_only() {
+    let f = fixture().await;
+    f.install_enable("follow-up", &f.a, None).await;
+    assert!(f.kernel.tenant(&f.a).unwrap().metadata().object("follow_up_rule").is_some());
+    assert!(f.kernel.tenant(&f.b).unwrap().metadata().object("follow_up_rule").is_none());
+    f.create(&f.a, "follow_up_rule", &[("name", text("fast")), ("delay_ms", Value::Int(10))]).await.unwrap();
+    let error = f.create(&f.b, "follow_up_rule", &[("name", text("fast"))]).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Validation);
+
+    f.kernel.disable_plugin(&f.a, "follow-up", PluginStatus::Disabled).await.unwrap();
+    assert!(f.kernel.tenant(&f.a).unwrap().metadata().object("follow_up_rule").is_none());
+    // Data is kept: enabling again brings the records back.
+    f.kernel.enable_plugin(&f.a, "follow-up", EnableOptions::default()).await.unwrap();
+    assert_eq!(f.count(&f.a, "follow_up_rule"), 1);
+}
+
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..800 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_commit_writes_and_timers_fire() {
+    let f = fixture().await;
+    f.install_enable("follow-up", &f.a, Some(r#"{"delay_ms": 0}"#)).await;
+    let contact = f.create(&f.a, "contact", &[("first_name", text("Ada"))]).await.unwrap();
+    let store = f.kernel.tenant(&f.a).unwrap();
+    let subjects = || -> Vec<String> {
+        let query = ListQuery::new("activity");
+        store.reader().unwrap().all(&query).unwrap().iter().filter_map(|r| r.get("subject").as_text().map(String::from)).collect()
+    };
+    assert!(eventually(|| subjects().iter().any(|s| s == "Follow up with Ada")).await, "after-commit task: {:?}", subjects());
+    let reminder = format!("Reminder for {}", contact.id);
+    assert!(eventually(|| subjects().contains(&reminder)).await, "timer fired: {:?}", subjects());
+    // Writes by the plugin are audited with its actor.
+    let activity = store.reader().unwrap().all(&ListQuery::new("activity")).unwrap().remove(0);
+    let history = store.reader().unwrap().history("activity", activity.id).unwrap();
+    assert_eq!(history[0].actor.0, "plugin:follow-up@0.1.0");
+}
+
+async fn hostile(f: &Fixture, mode: &str) -> crm_core::Error {
+    hostile_with(f, mode, Limits::default()).await
+}
+
+async fn hostile_with(f: &Fixture, mode: &str, limits: Limits) -> crm_core::Error {
+    let config = format!(r#"{{"mode": "{mode}"}}"#);
+    f.kernel.install_plugin(&wasm("hostile")).unwrap();
+    f.kernel
+        .enable_plugin(&f.a, "hostile", EnableOptions { config: Some(config), limits, ..Default::default() })
+        .await
+        .unwrap();
+    let error = f.create(&f.a, "contact", &[("first_name", text("Mallory"))]).await.unwrap_err();
+    assert_eq!(f.count(&f.a, "contact"), 0, "{mode}: no partial write");
+    // The tenant next door is served throughout.
+    f.create(&f.b, "contact", &[("first_name", text("Bob"))]).await.expect("other tenant served");
+    error
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_infinite_loop_runs_out_of_fuel() {
+    let f = fixture().await;
+    let error = hostile(&f, "loop").await;
+    assert_eq!(error.kind, ErrorKind::PluginFailed);
+    assert!(error.message.contains("ran out of fuel"), "{}", error.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_infinite_loop_with_ample_fuel_hits_the_wall_clock_deadline() {
+    let f = fixture().await;
+    let started = std::time::Instant::now();
+    let error = hostile_with(&f, "loop", Limits { fuel: Limits::MAX.fuel, timeout_ms: 200, ..Limits::default() }).await;
+    assert_eq!(error.kind, ErrorKind::PluginFailed);
+    assert!(error.message.contains("time limit of 200 ms"), "{}", error.message);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_bomb_hits_the_memory_cap() {
+    let f = fixture().await;
+    let error = hostile(&f, "memory-bomb").await;
+    assert_eq!(error.kind, ErrorKind::PluginFailed);
+    assert!(error.message.contains("memory"), "{}", error.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_fails_only_its_call() {
+    let f = fixture().await;
+    let error = hostile(&f, "panic").await;
+    assert_eq!(error.kind, ErrorKind::PluginFailed);
+    assert!(error.message.contains("panic") || error.message.contains("unreachable"), "{}", error.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_output_is_refused() {
+    let f = fixture().await;
+    let error = hostile(&f, "big-output").await;
+    assert_eq!(error.kind, ErrorKind::PluginFailed);
+    assert!(error.message.contains("output limit") || error.message.contains("memory"), "{}", error.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_call_flood_is_cut_off() {
+    let f = fixture().await;
+    let error = hostile(&f, "flood").await;
+    assert_eq!(error.kind, ErrorKind::PluginFailed);
+    assert!(error.message.contains("host calls"), "{}", error.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_decision_counts_are_a_plugin_failure() {
+    let f = fixture().await;
+    let error = hostile(&f, "bad-decisions").await;
+    assert_eq!(error.kind, ErrorKind::PluginFailed);
+    assert!(error.message.contains("decisions"), "{}", error.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ungranted_fields_are_absent_and_ungranted_objects_unwritable() {
+    let f = fixture().await;
+    f.install_enable("hostile", &f.a, None).await;
+    let contact = f.create(&f.a, "contact", &[("first_name", text("Ada")), ("email", text("ada@math.org"))]).await.unwrap();
+    let out = f.invoke(&f.a, "hostile", "read-ungranted", Fields::from([("record_id".into(), text(&contact.id.to_string()))])).await.unwrap();
+    assert_eq!(out.get("email_present"), Some(&Value::Bool(false)));
+    assert_eq!(out.get("fields"), Some(&Value::List(vec!["first_name".into()])));
+
+    let out = f.invoke(&f.a, "hostile", "write-ungranted", Fields::new()).await.unwrap();
+    assert!(out.get("deal_id").is_none());
+    let message = out.get("error").and_then(Value::as_text).unwrap_or_default().to_string();
+    assert!(message.contains("not granted"), "{message}");
+    assert_eq!(f.count(&f.a, "deal"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_tenants_record_id_is_not_found() {
+    let f = fixture().await;
+    f.install_enable("hostile", &f.a, None).await;
+    let theirs = f.create(&f.b, "contact", &[("first_name", text("Bob"))]).await.unwrap();
+    let input = Fields::from([("record_id".into(), text(&theirs.id.to_string())), ("object".into(), text("contact"))]);
+    let out = f.invoke(&f.a, "hostile", "cross-tenant", input).await.unwrap();
+    assert_eq!(out.get("found"), Some(&Value::Bool(false)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_actions_fail_their_own_call_and_the_plugin_keeps_working() {
+    let f = fixture().await;
+    f.install_enable("hostile", &f.a, None).await;
+    for action in ["loop", "memory-bomb", "panic"] {
+        let error = f.invoke(&f.a, "hostile", action, Fields::new()).await.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::PluginFailed, "{action}: {error:?}");
+    }
+    let big = Fields::from([("bytes".into(), Value::Int(64 * 1024 * 1024))]);
+    let error = f.invoke(&f.a, "hostile", "big-output", big).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::PluginFailed);
+    let out = f.invoke(&f.a, "hostile", "ok", Fields::new()).await.unwrap();
+    assert_eq!(out.get("ok"), Some(&Value::Bool(true)));
+    use crm_core::plugin::PluginRuntime;
+    let usage = f.host.usage(&f.a, "hostile");
+    assert_eq!(usage.errors, 4);
+    assert!(usage.recent_failures.iter().any(|(_, message)| message.contains("memory")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_failures_suspend_the_plugin_for_that_tenant() {
+    let f = fixture().await;
+    f.install_enable("hostile", &f.a, None).await;
+    for _ in 0..crm_plugin_host::runtime::SUSPEND_AFTER {
+        f.invoke(&f.a, "hostile", "panic", Fields::new()).await.unwrap_err();
+    }
+    let suspended = eventually(|| {
+        matches!(f.kernel.system().enablement(&f.a, "hostile").unwrap().map(|e| e.status), Some(PluginStatus::Suspended { .. }))
+    })
+    .await;
+    assert!(suspended);
+    let error = f.invoke(&f.a, "hostile", "ok", Fields::new()).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_components_are_refused_at_install() {
+    let f = fixture().await;
+    let error = f.kernel.install_plugin(b"definitely not wasm").unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Validation);
+    assert!(error.message.contains("not a WebAssembly"), "{}", error.message);
+
+    let mut truncated = wasm("validator");
+    truncated.truncate(truncated.len() / 2);
+    let error = f.kernel.install_plugin(&truncated).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Validation, "{}", error.message);
+
+    let error = f.kernel.install_plugin(&wasm("bad-manifest")).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Validation);
+    assert!(error.message.contains("plugin id") || error.message.contains("interface"), "{}", error.message);
+    assert!(f.kernel.system().plugins().unwrap().is_empty(), "nothing installed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grants_beyond_the_request_are_refused() {
+    let f = fixture().await;
+    f.kernel.install_plugin(&wasm("validator")).unwrap();
+    let grants: crm_core::plugin::Capabilities =
+        serde_json::from_str(r#"{"records":[{"object":"deal","fields":[],"read":true,"create":false,"update":false,"delete":false}],"outbound":[],"timers":false,"kv":false,"events":false}"#)
+            .unwrap();
+    let error = f
+        .kernel
+        .enable_plugin(&f.a, "validator", EnableOptions { grants: Some(grants), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Validation);
+    assert!(error.message.contains("deal"), "{}", error.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compiled_components_are_cached_and_only_verified_artifacts_load() {
+    let f = fixture().await;
+    let (plugin, _) = f.kernel.install_plugin(&wasm("validator")).unwrap();
+    let cache = f._dir.path().join("plugin-cache");
+    let artifact = cache.join(format!("{}.cwasm", plugin.hash));
+    assert!(artifact.exists(), "compiled artifact written");
+    // A tampered artifact is ignored (recompiled), never loaded.
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&artifact, &bytes).unwrap();
+    let engine = crm_plugin_host::PluginEngine::new(Some(&cache)).unwrap();
+    engine.prepare(&plugin.hash, &wasm("validator")).expect("recompiled from the component");
+    assert_ne!(std::fs::read(&artifact).unwrap(), bytes, "artifact rewritten");
+}
+
+#[test]
+fn record_ids_in_values_round_trip() {
+    let id = RecordId::generate();
+    let wire = crm_plugin_host::convert::value_to_wit(&Value::Id(id));
+    assert_eq!(crm_plugin_host::convert::value_from_wit(wire).unwrap(), Value::Id(id));
+}

@@ -1,0 +1,189 @@
+//! Plugins end to end: installed and enabled through the CLI and the admin
+//! GraphQL API, changing one tenant's schema and behaviour, delivering
+//! after-commit events at least once across `kill -9`, firing timers on the
+//! kernel's clock, and hostile plugins failing only their own calls.
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::support::{Server, crm, create_tenant, data_dir, single_code, stderr, stdout};
+
+fn plugin_path(name: &str) -> String {
+    crm_plugin_artifacts::test_plugin(name).display().to_string()
+}
+
+fn wasm_base64(name: &str) -> String {
+    let bytes = std::fs::read(crm_plugin_artifacts::test_plugin(name)).expect("test plugin built");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+const INSTALL: &str = "mutation($wasm: String!) { installPlugin(wasm: $wasm) { id version sha256 } }";
+const ENABLE: &str =
+    "mutation($id: String!, $config: JSON, $limits: JSON) { enablePlugin(id: $id, config: $config, limits: $limits) { id status version } }";
+
+async fn install_enable(server: &Server, key: &str, name: &str, config: Value) {
+    server.ok_as(key, INSTALL, json!({ "wasm": wasm_base64(name) })).await;
+    let enabled = server.ok_as(key, ENABLE, json!({ "id": name, "config": config })).await;
+    assert_eq!(enabled["enablePlugin"]["status"], "ENABLED");
+}
+
+/// Polls until `probe` returns Some, for up to twenty seconds.
+async fn eventually<T, F, Fut>(mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..800 {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("condition not met within 20 s");
+}
+
+async fn activity_subjects(server: &Server, key: &str) -> Vec<String> {
+    let data = server.ok_as(key, "{ activities(first: 500) { edges { node { subject } } } }", json!({})).await;
+    data["activities"]["edges"].as_array().unwrap().iter().filter_map(|e| e["node"]["subject"].as_str().map(String::from)).collect()
+}
+
+#[tokio::test]
+async fn the_cli_installs_and_enables_a_plugin_for_one_tenant() {
+    let dir = data_dir();
+    let acme = create_tenant(dir.path(), "acme").await;
+    let install = crm(dir.path(), &["plugin", "install", &plugin_path("validator")]).await;
+    assert!(install.status.success(), "{}", stderr(&install));
+    assert!(stdout(&install).contains("installed validator@0.1.0"), "{}", stdout(&install));
+    let again = crm(dir.path(), &["plugin", "install", &plugin_path("validator")]).await;
+    assert!(stdout(&again).contains("already installed"), "{}", stdout(&again));
+
+    let enable = crm(dir.path(), &["plugin", "enable", "validator", "--tenant", "acme", "--config", r#"{"blocked_domains":["example.org"]}"#]).await;
+    assert!(enable.status.success(), "{}", stderr(&enable));
+    let bad = crm(dir.path(), &["plugin", "enable", "validator", "--tenant", "acme", "--config", r#"{"blocked_domains":7}"#]).await;
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("blocked_domains"), "{}", stderr(&bad));
+    let listed = crm(dir.path(), &["plugin", "list", "--tenant", "acme"]).await;
+    assert!(stdout(&listed).contains("validator") && stdout(&listed).contains("enabled"), "{}", stdout(&listed));
+
+    let not_wasm = dir.path().join("notes.txt");
+    std::fs::write(&not_wasm, "hello").unwrap();
+    let refused = crm(dir.path(), &["plugin", "install", not_wasm.to_str().unwrap()]).await;
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("not a WebAssembly"), "{}", stderr(&refused));
+
+    let server = Server::start_in(dir.path(), &[]).await;
+    let create = "mutation($email: String!) { createContact(input: {firstName: \"Eve\", email: $email}) { id } }";
+    let rejected = server.gql_as(&acme, create, json!({ "email": "eve@example.org" })).await;
+    assert_eq!(single_code(&rejected), "VALIDATION");
+    assert!(rejected["errors"][0]["message"].as_str().unwrap().contains("email"), "{rejected}");
+    assert_eq!(server.count_as(&acme, "contacts").await, 0);
+    // The default tenant has no validator.
+    server.ok(create, json!({ "email": "eve@example.org" })).await;
+    // Disabling through the API restores the plain behaviour.
+    server.ok_as(&acme, "mutation { disablePlugin(id: \"validator\") { status } }", json!({})).await;
+    server.ok_as(&acme, create, json!({ "email": "eve@example.org" })).await;
+}
+
+#[tokio::test]
+async fn enabling_a_plugin_changes_one_tenants_schema_and_actions() {
+    let dir = data_dir();
+    let other = create_tenant(dir.path(), "other").await;
+    let server = Server::start_in(dir.path(), &[]).await;
+    install_enable(&server, &server.key, "follow-up", json!({})).await;
+
+    let rules = "{ followUpRules { totalCount } }";
+    server.ok("mutation { createFollowUpRule(input: {name: \"fast\", delayMs: 5}) { id name delayMs } }", json!({})).await;
+    assert_eq!(server.ok(rules, json!({})).await["followUpRules"]["totalCount"], 1);
+    assert_eq!(single_code(&server.gql_as(&other, rules, json!({})).await), "VALIDATION", "other tenant's schema unchanged");
+
+    let contact = server.ok("mutation { createContact(input: {firstName: \"Ada\"}) { id } }", json!({})).await;
+    let id = contact["createContact"]["id"].as_str().unwrap().to_string();
+    let scheduled = server
+        .ok("mutation($id: ID!) { followUpSchedule(input: {contactId: $id, delayMs: 3600000}) { timerKey } }", json!({ "id": id }))
+        .await;
+    assert_eq!(scheduled["followUpSchedule"]["timerKey"], format!("remind:{id}"));
+
+    let plugins = server.ok("{ tenantPlugins { id version status calls errors logs { level message } } }", json!({})).await;
+    let plugin = &plugins["tenantPlugins"][0];
+    assert_eq!(plugin["id"], "follow-up");
+    assert!(plugin["calls"].as_i64().unwrap() >= 1, "{plugin}");
+    assert_eq!(server.ok_as(&other, "{ tenantPlugins { id } }", json!({})).await["tenantPlugins"], json!([]));
+
+    let metrics = server.get("/metrics", &[]).await.text;
+    assert!(metrics.contains("crm_plugin_calls_total{") && metrics.contains("plugin=\"follow-up\""), "{metrics}");
+
+    server.ok("mutation { disablePlugin(id: \"follow-up\") { status } }", json!({})).await;
+    assert_eq!(single_code(&server.gql(rules, json!({})).await), "VALIDATION", "gone when disabled");
+}
+
+#[tokio::test]
+async fn timers_fire_on_the_kernels_clock_and_survive_a_restart() {
+    let dir = data_dir();
+    let server = Server::start_in(dir.path(), &["--dev-clock"]).await;
+    install_enable(&server, &server.key, "follow-up", json!({ "delay_ms": 3_600_000 })).await;
+    let contact = server.ok("mutation { createContact(input: {firstName: \"Ada\"}) { id } }", json!({})).await;
+    let id = contact["createContact"]["id"].as_str().unwrap().to_string();
+    let key = server.key.clone();
+    eventually(|| async { activity_subjects(&server, &key).await.contains(&"Follow up with Ada".to_string()).then_some(()) }).await;
+    let reminder = format!("Reminder for {id}");
+    assert!(!activity_subjects(&server, &key).await.contains(&reminder), "not due yet");
+    server.kill9().await;
+
+    // The timer is durable; a restarted server fires it once the clock passes it.
+    let server = Server::start_in(dir.path(), &["--dev-clock"]).await;
+    server.ok("mutation { advanceClock(ms: 3600001) }", json!({})).await;
+    let key = server.key.clone();
+    eventually(|| async { activity_subjects(&server, &key).await.contains(&reminder).then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn the_clock_only_moves_on_a_development_server() {
+    let server = Server::start(&[]).await;
+    assert_eq!(single_code(&server.gql("mutation { advanceClock(ms: 1000) }", json!({})).await), "FORBIDDEN");
+}
+
+#[tokio::test]
+async fn a_hostile_plugin_fails_its_own_calls_and_the_server_keeps_serving() {
+    let dir = data_dir();
+    let other = create_tenant(dir.path(), "other").await;
+    let server = Server::start_in(dir.path(), &[]).await;
+    install_enable(&server, &server.key, "hostile", json!({ "mode": "loop" })).await;
+    let create = "mutation { createContact(input: {firstName: \"Mallory\"}) { id } }";
+    let failed = server.gql(create, json!({})).await;
+    assert_eq!(single_code(&failed), "PLUGIN_FAILED", "{failed}");
+    assert_eq!(server.count("contacts").await, 0, "no partial write");
+    server.ok_as(&other, create, json!({})).await;
+
+    for mode in ["memory-bomb", "panic", "flood", "bad-decisions"] {
+        server.ok(ENABLE, json!({ "id": "hostile", "config": { "mode": mode } })).await;
+        assert_eq!(single_code(&server.gql(create, json!({})).await), "PLUGIN_FAILED", "{mode}");
+    }
+    assert_eq!(server.count("contacts").await, 0);
+    let status = server.ok("{ tenantPlugins { id status errors recentFailures { message } } }", json!({})).await;
+    let failures: Vec<String> = status["tenantPlugins"][0]["recentFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(failures.iter().any(|m| m.contains("time limit") || m.contains("fuel")), "{failures:?}");
+    assert!(failures.iter().any(|m| m.contains("memory")), "{failures:?}");
+    assert!(failures.iter().any(|m| m.contains("host calls")), "{failures:?}");
+    assert_eq!(server.get("/healthz", &[]).await.text, "ok");
+}
+
+#[tokio::test]
+async fn invalid_uploads_are_refused_with_a_code() {
+    let server = Server::start(&[]).await;
+    let not_base64 = server.gql(INSTALL, json!({ "wasm": "***" })).await;
+    assert_eq!(single_code(&not_base64), "VALIDATION");
+    let not_wasm = server.gql(INSTALL, json!({ "wasm": base64::engine::general_purpose::STANDARD.encode(b"hello") })).await;
+    assert_eq!(single_code(&not_wasm), "VALIDATION");
+    let bad_manifest = server.gql(INSTALL, json!({ "wasm": wasm_base64("bad-manifest") })).await;
+    assert_eq!(single_code(&bad_manifest), "VALIDATION");
+    assert_eq!(server.ok("{ plugins { id } }", json!({})).await["plugins"], json!([]));
+    let unknown = server.gql(ENABLE, json!({ "id": "nope" })).await;
+    assert_eq!(single_code(&unknown), "NOT_FOUND");
+}
