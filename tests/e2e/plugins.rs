@@ -187,3 +187,117 @@ async fn invalid_uploads_are_refused_with_a_code() {
     let unknown = server.gql(ENABLE, json!({ "id": "nope" })).await;
     assert_eq!(single_code(&unknown), "NOT_FOUND");
 }
+
+#[tokio::test]
+async fn after_commit_delivery_survives_kill_9_mid_delivery() {
+    let dir = data_dir();
+    let server = Server::start_in(dir.path(), &[]).await;
+    server.ok_as(&server.key, INSTALL, json!({ "wasm": wasm_base64("follow-up") })).await;
+    // Each delivery stays busy for a minute first, so the kill below always
+    // lands after the commit and before the delivery completes.
+    let held = json!({ "id": "follow-up", "config": { "hold_ms": 60_000, "delay_ms": 3_600_000 }, "limits": { "fuel": 50_000_000_000u64, "timeout_ms": 60_000 } });
+    server.ok(ENABLE, held).await;
+    server.ok("mutation { createContact(input: {firstName: \"Ada\"}) { id } }", json!({})).await;
+    server.kill9().await;
+
+    // While the server is down, the admin lifts the hold (an upgrade of the
+    // configuration keeps the delivery position).
+    let output = crm(dir.path(), &["plugin", "enable", "follow-up", "--tenant", "default", "--config", r#"{"delay_ms": 3600000}"#]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let server = Server::start_in(dir.path(), &[]).await;
+    let key = server.key.clone();
+    let subjects = eventually(|| async {
+        let subjects = activity_subjects(&server, &key).await;
+        subjects.contains(&"Follow up with Ada".to_string()).then_some(subjects)
+    })
+    .await;
+    assert_eq!(subjects.iter().filter(|s| s.as_str() == "Follow up with Ada").count(), 1, "{subjects:?}");
+}
+
+#[tokio::test]
+async fn public_routes_reach_the_plugin_without_credentials() {
+    let dir = data_dir();
+    let other = create_tenant(dir.path(), "other").await;
+    let server = Server::start_in(dir.path(), &[]).await;
+    install_enable(&server, &server.key, "web-form", json!({ "thank_you": true })).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://{}/hooks/default/web-form", server.addr);
+
+    let created = client
+        .post(format!("{base}/lead"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=Ada%40Math.org&first_name=Ada")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let body: Value = created.json().await.unwrap();
+    let id = body["id"].as_str().unwrap().to_string();
+    let contact = server.ok("query($id: ID!) { contact(id: $id) { email firstName } }", json!({ "id": id })).await;
+    assert_eq!(contact["contact"]["email"], "ada@math.org");
+    let mail = server.ok("{ outboundMessages { edges { node { channel recipient subject status } } } }", json!({})).await;
+    assert_eq!(mail["outboundMessages"]["edges"][0]["node"]["recipient"], "ada@math.org");
+    assert_eq!(mail["outboundMessages"]["edges"][0]["node"]["status"], "QUEUED");
+
+    let pixel = client.get(format!("{base}/pixel.gif?c=spring")).send().await.unwrap();
+    assert_eq!(pixel.status().as_u16(), 200);
+    assert_eq!(pixel.headers()["content-type"], "image/gif");
+    assert!(pixel.bytes().await.unwrap().starts_with(b"GIF89a"));
+    let events = server.ok("{ customEvents { edges { node { name payload source } } } }", json!({})).await;
+    assert_eq!(events["customEvents"]["edges"][0]["node"]["name"], "pixel.open");
+    assert_eq!(events["customEvents"]["edges"][0]["node"]["payload"], "c=spring");
+
+    assert_eq!(client.get(format!("{base}/undeclared")).send().await.unwrap().status().as_u16(), 404);
+    let elsewhere = format!("http://{}/hooks/other/web-form/pixel.gif", server.addr);
+    assert_eq!(client.get(elsewhere).send().await.unwrap().status().as_u16(), 404, "not enabled for the other tenant");
+    assert_eq!(server.count_as(&other, "customEvents").await, 0);
+    let huge = client.post(format!("{base}/lead")).body(vec![b'a'; 300 * 1024]).send().await.unwrap();
+    assert_eq!(huge.status().as_u16(), 413);
+
+    let mut limited = 0;
+    for _ in 0..260 {
+        let status = client.get(format!("{base}/pixel.gif")).send().await.unwrap().status().as_u16();
+        if status == 429 {
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "the route's rate limit applies");
+}
+
+#[tokio::test]
+async fn a_scaffolded_plugin_builds_installs_and_runs_unchanged() {
+    let dir = data_dir();
+    let work = tempfile::tempdir().unwrap();
+    let acme = create_tenant(dir.path(), "acme").await;
+    let created = crm(dir.path(), &["plugin", "new", "title-score", "--dir", work.path().to_str().unwrap()]).await;
+    assert!(created.status.success(), "{}", stderr(&created));
+    let crate_dir = work.path().join("title-score");
+
+    // Built exactly as the scaffold's README says, with no edits.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scaffolded-plugin");
+    let mut build = tokio::process::Command::new(cargo);
+    build
+        .args(["build", "--offline", "--target", "wasm32-wasip2", "--profile", "plugin"])
+        .current_dir(&crate_dir)
+        .env("CARGO_TARGET_DIR", &target);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("CARGO_") && name != "CARGO_HOME" || name == "RUSTFLAGS" || name == "RUSTC_WRAPPER" {
+            build.env_remove(&name);
+        }
+    }
+    build.env("CARGO_TARGET_DIR", &target);
+    let built = tokio::time::timeout(Duration::from_secs(600), build.output()).await.expect("build timed out").expect("run cargo");
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let wasm = target.join("wasm32-wasip2/plugin/title_score.wasm");
+
+    let install = crm(dir.path(), &["plugin", "install", wasm.to_str().unwrap()]).await;
+    assert!(install.status.success(), "{}", stderr(&install));
+    let enable = crm(dir.path(), &["plugin", "enable", "title-score", "--tenant", "acme"]).await;
+    assert!(enable.status.success(), "{}", stderr(&enable));
+
+    let server = Server::start_in(dir.path(), &[]).await;
+    let contact = server.ok_as(&acme, "mutation { createContact(input: {firstName: \"Ada\", title: \"VP Sales\"}) { leadScore } }", json!({})).await;
+    assert_eq!(contact["createContact"]["leadScore"], 30);
+}

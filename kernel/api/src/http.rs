@@ -39,6 +39,7 @@ struct Inner {
     by_tenant: Mutex<HashMap<TenantId, (Arc<Metadata>, Schema)>>,
     /// Tenants with identical metadata share one schema.
     by_fingerprint: Mutex<HashMap<String, Schema>>,
+    routes: crate::routes::RouteLimiter,
 }
 
 impl AppState {
@@ -49,8 +50,13 @@ impl AppState {
                 limits,
                 by_tenant: Mutex::new(HashMap::new()),
                 by_fingerprint: Mutex::new(HashMap::new()),
+                routes: Default::default(),
             }),
         }
+    }
+
+    pub(crate) fn route_limiter(&self) -> &crate::routes::RouteLimiter {
+        &self.inner.routes
     }
 
     pub fn kernel(&self) -> &Arc<Kernel> {
@@ -104,6 +110,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/hooks/{tenant}/{plugin}/{*path}", axum::routing::any(crate::routes::plugin_route))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -118,12 +125,12 @@ fn json_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) 
     response
 }
 
-fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::to_vec(&error_body(code, message)).unwrap_or_default();
     json_response(status, "application/json", body)
 }
 
-fn kernel_error_response(error: crm_core::Error) -> Response {
+pub(crate) fn kernel_error_response(error: crm_core::Error) -> Response {
     let status = match error.kind {
         ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,

@@ -15,6 +15,7 @@ mod context;
 mod convert;
 mod errors;
 mod http;
+mod routes;
 pub mod names;
 pub mod schema;
 

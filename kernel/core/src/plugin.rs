@@ -62,10 +62,15 @@ pub struct RouteDecl {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObjectAccess {
     pub object: String,
+    #[serde(default)]
     pub fields: Vec<String>,
+    #[serde(default)]
     pub read: bool,
+    #[serde(default)]
     pub create: bool,
+    #[serde(default)]
     pub update: bool,
+    #[serde(default)]
     pub delete: bool,
 }
 
@@ -105,6 +110,7 @@ impl ObjectAccess {
 
 /// What a plugin asks for (in its manifest) or was granted (by an admin).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Capabilities {
     pub records: Vec<ObjectAccess>,
     pub outbound: Vec<String>,
@@ -178,6 +184,7 @@ impl Capabilities {
 
 /// Per-call budgets. Zero means "not set here" when merging.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Limits {
     /// Instructions (wasmtime fuel units) per call.
     pub fuel: u64,
@@ -549,6 +556,38 @@ pub struct EnableOptions {
 /// Input and output of an action.
 pub type ActionFields = std::collections::BTreeMap<String, crate::value::Value>;
 
+/// A request to a plugin's public route, without kernel credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteRequest {
+    pub method: String,
+    /// Below the plugin's prefix, starting with `/`.
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RouteDecl {
+    /// Whether this route serves `method path`: an exact path, or a prefix
+    /// when the declared path ends with `/*`.
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        if !self.method.eq_ignore_ascii_case(method) {
+            return false;
+        }
+        match self.path.strip_suffix("/*") {
+            Some(prefix) => path == prefix || path.starts_with(&format!("{prefix}/")),
+            None => self.path == path,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginLogLine {
     pub at: i64,
@@ -591,6 +630,9 @@ pub trait PluginRuntime: Send + Sync {
     /// Delivers the events (or fires the timer) of a dead letter again and
     /// removes it when that succeeds.
     fn replay(&self, tenant: &crate::ids::TenantId, letter: &crate::plugin_state::DeadLetter) -> Result<()>;
+
+    /// Serves a request to one of a plugin's public routes.
+    fn http(&self, tenant: &crate::ids::TenantId, plugin: &str, request: RouteRequest) -> Result<RouteResponse>;
 
     /// Runs an action of an active plugin.
     fn invoke(

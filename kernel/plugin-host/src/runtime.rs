@@ -11,7 +11,7 @@ use std::time::Duration;
 use crm_core::audit::{Actor, ChangeOp};
 use crm_core::plugin::{
     ActionFields, ActivePlugin, FailurePolicy, HookCall, HookKind, Limits, PendingChange, PluginManifest, PluginRuntime, PluginStatus,
-    WriteHooks,
+    RouteRequest, RouteResponse, WriteHooks,
 };
 use crm_core::plugin_state::{DeadLetter, Effect};
 use crm_core::{Error, ErrorKind, Kernel, Result, TenantId, TenantStore, WriteRequest};
@@ -369,6 +369,46 @@ impl PluginRuntime for PluginHost {
         outcome.map_err(|message| Error::new(ErrorKind::PluginFailed, format!("plugin {} {message}", letter.plugin)))?;
         store.write_blocking(WriteRequest::effects(Actor::system(), vec![Effect::DeadLetterRemove { seq: letter.seq }]))?;
         Ok(())
+    }
+
+    fn http(&self, tenant: &TenantId, plugin: &str, request: RouteRequest) -> Result<RouteResponse> {
+        let kernel = self.kernel()?;
+        let active = kernel
+            .active_plugins(tenant)?
+            .into_iter()
+            .find(|active| active.enablement.plugin == plugin)
+            .ok_or_else(|| Error::not_found(format!("no plugin {plugin} here")))?;
+        if !active.manifest.routes.iter().any(|route| route.matches(&request.method, &request.path)) {
+            return Err(Error::not_found(format!("plugin {plugin} has no route {} {}", request.method, request.path)));
+        }
+        let store = kernel.tenant(tenant)?;
+        let prepared = self.prepare(&active)?;
+        let actor = Actor(format!("route:{plugin}"));
+        let context = self.context(tenant, &active, &actor, None);
+        let wire = wit::HttpRequest {
+            method: request.method,
+            path: request.path,
+            query: request.query,
+            headers: request.headers,
+            body: request.body,
+        };
+        let response = self
+            .run(
+                tenant,
+                &store,
+                &prepared,
+                Phase::Effects,
+                None,
+                |instance, wasm_store| instance.crm_plugin_plugin().call_http(wasm_store, &context, &wire).map(Ok),
+                |response: &wit::HttpResponse| {
+                    response.body.len() + response.headers.iter().map(|(name, value)| name.len() + value.len()).sum::<usize>()
+                },
+            )
+            .map_err(|message| Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} {message}")))?;
+        if !(100..=599).contains(&response.status) {
+            return Err(Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} answered with status {}", response.status)));
+        }
+        Ok(RouteResponse { status: response.status, headers: response.headers, body: response.body })
     }
 
     fn invoke(&self, tenant: &TenantId, plugin: &str, action: &str, input: ActionFields, actor: &Actor, request_id: Option<&str>) -> Result<ActionFields> {

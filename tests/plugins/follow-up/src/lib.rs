@@ -2,7 +2,8 @@
 //! timeline and schedules a reminder (`remind:<contact id>`, config
 //! `delay_ms`, default one minute) that adds a note when it fires. Also
 //! declares an object of its own (`follow_up_rule`) and an action
-//! (`schedule`).
+//! (`schedule`). Config `hold_ms` keeps each delivery busy that long before
+//! it does anything, so tests can kill the server mid-delivery.
 
 use crm_plugin_sdk::prelude::*;
 use crm_plugin_sdk::serde::Deserialize;
@@ -14,11 +15,12 @@ const DEFAULT_DELAY_MS: i64 = 60_000;
 #[serde(crate = "crm_plugin_sdk::serde", default)]
 struct Config {
     delay_ms: i64,
+    hold_ms: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { delay_ms: DEFAULT_DELAY_MS }
+        Config { delay_ms: DEFAULT_DELAY_MS, hold_ms: 0 }
     }
 }
 
@@ -49,13 +51,23 @@ impl Plugin for FollowUp {
             .timers()
             .config_schema(json!({
                 "type": "object",
-                "properties": {"delay_ms": {"type": "integer", "minimum": 0, "default": DEFAULT_DELAY_MS}},
+                "properties": {
+                    "delay_ms": {"type": "integer", "minimum": 0, "default": DEFAULT_DELAY_MS},
+                    "hold_ms": {"type": "integer", "minimum": 0, "default": 0}
+                },
                 "additionalProperties": false
             }))
     }
 
     fn after_commit(&self, ctx: &Ctx, events: &[Event]) -> Result<()> {
         let config: Config = ctx.config()?;
+        if config.hold_ms > 0 {
+            // Busy on purpose (no host calls): the wall clock of the sandbox.
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_millis(config.hold_ms) {
+                std::hint::spin_loop();
+            }
+        }
         for event in events.iter().filter(|event| event.is("contact", Op::Create)) {
             // The timer first: scheduling replaces, so a redelivered event
             // does not leave two reminders.
