@@ -185,7 +185,7 @@ pub use serde_json;
 /// Everything a plugin usually needs: `use crm_plugin_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        ActionDecl, Change, Ctx, Decision, Error, ErrorCode, Event, FieldDecl, Fields, HttpRequest, HttpResponse, Limits,
+        ActionDecl, Change, Ctx, Decision, Error, ErrorCode, Event, FieldDecl, Fields, HookDecl, HttpRequest, HttpResponse, Limits,
         Manifest, Message, ObjectAccess, ObjectDecl, Op, Plugin, Record, Result, Value,
     };
     pub use crate::{clock, events, kv, outbound, records, timers};

@@ -379,3 +379,78 @@ fn record_ids_in_values_round_trip() {
     let wire = crm_plugin_host::convert::value_to_wit(&Value::Id(id));
     assert_eq!(crm_plugin_host::convert::value_from_wit(wire).unwrap(), Value::Id(id));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn versions_live_side_by_side_and_a_tenant_upgrades_and_rolls_back() {
+    let f = fixture().await;
+    f.kernel.install_plugin(&wasm("validator")).unwrap();
+    f.kernel.install_plugin(&wasm("validator-v2")).unwrap();
+    let versions: Vec<String> = f.kernel.system().plugins().unwrap().into_iter().map(|p| format!("{}@{}", p.id, p.version)).collect();
+    assert_eq!(versions, ["validator@0.1.0", "validator@0.2.0"]);
+
+    let options = |version: &str| EnableOptions { version: Some(version.into()), ..Default::default() };
+    f.kernel.enable_plugin(&f.a, "validator", options("0.1.0")).await.unwrap();
+    f.kernel.enable_plugin(&f.b, "validator", options("0.1.0")).await.unwrap();
+    let upgraded = f.kernel.enable_plugin(&f.a, "validator", EnableOptions::default()).await.unwrap();
+    assert_eq!(upgraded.version, "0.2.0", "the newest by default");
+    assert_eq!(upgraded.previous, ["0.1.0"]);
+    assert_eq!(f.kernel.system().enablement(&f.b, "validator").unwrap().unwrap().version, "0.1.0", "B stays");
+
+    // Version 0.1.0 is in use by B: it cannot be removed.
+    let error = f.kernel.system().uninstall_plugin("validator", "0.1.0").unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Conflict);
+    let rolled_back = f.kernel.enable_plugin(&f.a, "validator", options("0.1.0")).await.unwrap();
+    assert_eq!(rolled_back.version, "0.1.0");
+    let error = f.create(&f.a, "contact", &[("first_name", text("Eve")), ("email", text("eve@blocked.test"))]).await.unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("email"), "the rolled-back version still validates");
+    f.kernel.system().uninstall_plugin("validator", "0.2.0").unwrap();
+    assert_eq!(f.kernel.system().plugins().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_index_on_existing_records_is_built_when_enabled() {
+    let f = fixture().await;
+    let store = f.kernel.tenant(&f.a).unwrap();
+    let before = f.create(&f.a, "contact", &[("first_name", text("Ada"))]).await.unwrap();
+    f.install_enable("patcher", &f.a, None).await;
+    // The existing record has no value yet; it is in the index under null,
+    // so an ordered scan on the new field still visits it.
+    let mut query = ListQuery::new("contact");
+    query.sort = vec![crm_core::Sort { field: "plugin_score".into(), descending: false }];
+    let after = f.create(&f.a, "contact", &[("first_name", text("Bob")), ("title", text("VP"))]).await.unwrap();
+    let page = store.list(&query, &crm_core::PageRequest { first: Some(10), ..Default::default() }).unwrap();
+    let ids: Vec<RecordId> = page.records.iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![after.id, before.id], "30 first, then the null");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_deliveries_go_to_dead_letters_and_replay_once_fixed() {
+    let f = fixture().await;
+    f.kernel.install_plugin(&wasm("follow-up")).unwrap();
+    // Granted too little to create its task: every delivery fails.
+    let grants: crm_core::plugin::Capabilities =
+        serde_json::from_str(r#"{"records":[{"object":"contact","fields":["first_name"],"read":true}],"timers":true}"#).unwrap();
+    let config = Some(r#"{"delay_ms": 3600000}"#.to_string());
+    let options = EnableOptions { grants: Some(grants), config: config.clone(), ..Default::default() };
+    f.kernel.enable_plugin(&f.a, "follow-up", options).await.unwrap();
+    f.create(&f.a, "contact", &[("first_name", text("Ada"))]).await.unwrap();
+    let store = f.kernel.tenant(&f.a).unwrap();
+    let dead = || store.reader().unwrap().dead_letters(10).unwrap();
+    assert!(eventually(|| !dead().is_empty()).await, "retries end in a dead letter");
+    let letter = dead().remove(0);
+    assert_eq!((letter.plugin.as_str(), letter.hook.as_str()), ("follow-up", "after-commit"));
+    assert_eq!(letter.attempts, crm_plugin_host::runtime::MAX_ATTEMPTS);
+    assert!(letter.error.contains("not granted"), "{}", letter.error);
+    assert_eq!(f.count(&f.a, "activity"), 0);
+    use crm_core::plugin::PluginRuntime;
+    let logs = f.host.logs(&f.a, "follow-up");
+    assert!(logs.iter().any(|line| line.level == "error" && line.message.contains("not granted")), "{logs:?}");
+
+    // The admin grants what was missing and replays the letter.
+    f.kernel.enable_plugin(&f.a, "follow-up", EnableOptions { config, ..Default::default() }).await.unwrap();
+    let host = f.host.clone();
+    let tenant = f.a.clone();
+    tokio::task::spawn_blocking(move || host.replay(&tenant, &letter)).await.unwrap().unwrap();
+    assert!(dead().is_empty());
+    assert_eq!(f.count(&f.a, "activity"), 1);
+}

@@ -37,7 +37,9 @@ impl Plugin for FollowUp {
                     .field(FieldDecl::text("name").required())
                     .field(FieldDecl::integer("delay_ms")),
             )
-            .after_commit("contact", [Op::Create])
+            // Fail-closed: a delivery that fails is retried, then kept as a
+            // dead letter, never skipped.
+            .hook(HookDecl::after_commit("contact", [Op::Create]).fail_closed())
             .action(
                 ActionDecl::new("schedule")
                     .description("Schedules a reminder for a contact")

@@ -23,7 +23,7 @@ pub struct Validator;
 
 impl Plugin for Validator {
     fn manifest(&self) -> Manifest {
-        Manifest::new("validator", "0.1.0")
+        Manifest::new("validator", env!("CARGO_PKG_VERSION"))
             .description("Refuses contacts with an email at a blocked domain or an empty last name")
             .before_write("contact", [Op::Create, Op::Update])
             .access(ObjectAccess::new("contact").fields(["email", "last_name"]).read())
