@@ -339,20 +339,7 @@ impl PluginRuntime for PluginHost {
                 let mut wire = Vec::new();
                 for seq in &letter.events {
                     let Some(event) = reader.changes(seq - 1, 1)?.into_iter().next() else { continue };
-                    let visible = |field: &str| grants.allows_field(&event.object, field, crm_core::plugin::Access::Read);
-                    let fields = reader
-                        .get(&event.object, event.record_id)?
-                        .map(|record| convert::fields_to_wit(&record.fields, visible))
-                        .unwrap_or_default();
-                    wire.push(wit::Event {
-                        seq: event.seq,
-                        at: event.at,
-                        object: event.object.clone(),
-                        id: event.record_id.to_string(),
-                        op: convert::op_to_wit(event.op),
-                        version: event.version,
-                        fields,
-                    });
+                    wire.push(event_to_wit(&reader, grants, &event));
                 }
                 drop(reader);
                 self.run(
@@ -593,6 +580,27 @@ fn empty_scope() -> CallScope {
     }
 }
 
+/// A committed change as an after-commit event: the record as it is now,
+/// granted fields only (none if it cannot be read).
+fn event_to_wit(reader: &crm_core::Reader<'_>, grants: &crm_core::plugin::Capabilities, event: &crm_core::ChangeEvent) -> wit::Event {
+    let visible = |field: &str| grants.allows_field(&event.object, field, crm_core::plugin::Access::Read);
+    let fields = reader
+        .get(&event.object, event.record_id)
+        .ok()
+        .flatten()
+        .map(|record| convert::fields_to_wit(&record.fields, visible))
+        .unwrap_or_default();
+    wit::Event {
+        seq: event.seq,
+        at: event.at,
+        object: event.object.clone(),
+        id: event.record_id.to_string(),
+        op: convert::op_to_wit(event.op),
+        version: event.version,
+        fields,
+    }
+}
+
 /// Retry bookkeeping of one plugin's delivery or one timer.
 #[derive(Default, Clone)]
 struct Attempts {
@@ -684,22 +692,7 @@ fn deliver(
             if hook.failure == FailurePolicy::FailClosed {
                 failure = FailurePolicy::FailClosed;
             }
-            let visible = |field: &str| grants.allows_field(&event.object, field, crm_core::plugin::Access::Read);
-            let fields = reader
-                .get(&event.object, event.record_id)
-                .ok()
-                .flatten()
-                .map(|record| convert::fields_to_wit(&record.fields, visible))
-                .unwrap_or_default();
-            wire.push(wit::Event {
-                seq: event.seq,
-                at: event.at,
-                object: event.object.clone(),
-                id: event.record_id.to_string(),
-                op: convert::op_to_wit(event.op),
-                version: event.version,
-                fields,
-            });
+            wire.push(event_to_wit(&reader, grants, event));
         }
         drop(reader);
         let advance = |effects: Vec<Effect>| {

@@ -1,0 +1,202 @@
+//! What a plugin costs: the latency one before-write hook adds to a single
+//! write, the per-record cost of a batched hook in a 1,000-record bulk
+//! write, the cost of a fresh instance, and start-up with a warm compiled
+//! cache. Prints percentiles; `cargo bench -p crm-plugin-host --bench hooks`.
+//!
+//! The patcher test plugin is the hook: it reads three fields of each
+//! change and patches two.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crm_core::plugin::{EnableOptions, PluginRuntime};
+use crm_core::{Actor, Fields, Kernel, Mutation, StoreOptions, Value, WriteRequest};
+use crm_plugin_host::PluginHost;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let (p50, p99) = (percentile(&samples, 0.50), percentile(&samples, 0.99));
+    println!("{name:<58} n={:<6} p50 {:>9.1} µs   p99 {:>9.1} µs", samples.len(), micros(p50), micros(p99));
+    (p50, p99)
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
+
+fn contact(i: usize) -> Mutation {
+    Mutation::Create {
+        object: "contact".into(),
+        fields: Fields::from([
+            ("first_name".to_string(), Value::Text(format!("person {i}"))),
+            ("title".to_string(), Value::Text(if i % 3 == 0 { "VP Sales".into() } else { "Engineer".into() })),
+            ("source".to_string(), Value::Text("referral".into())),
+        ]),
+    }
+}
+
+async fn single_writes(kernel: &Kernel, tenant: &crm_core::TenantId, n: usize) -> Vec<Duration> {
+    let store = kernel.tenant(tenant).unwrap();
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        store.write(WriteRequest::new(Actor::cli(), vec![contact(i)])).await.unwrap();
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
+async fn bulk_writes(kernel: &Kernel, tenant: &crm_core::TenantId, rounds: usize) -> Vec<Duration> {
+    let store = kernel.tenant(tenant).unwrap();
+    let mut samples = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let mutations = (0..1000).map(|i| contact(round * 1000 + i)).collect();
+        let started = Instant::now();
+        store.write(WriteRequest::new(Actor::cli(), mutations)).await.unwrap();
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = Arc::new(Kernel::open(dir.path(), StoreOptions::default()).unwrap());
+    let cache = dir.path().join("plugin-cache");
+    let host = PluginHost::new(&kernel, Some(&cache)).unwrap();
+    kernel.set_runtime(host.clone());
+    let wasm = std::fs::read(crm_plugin_artifacts::test_plugin("patcher")).unwrap();
+    let started = Instant::now();
+    kernel.install_plugin(&wasm).unwrap();
+    println!("{:<58} {:>9.1} ms", "install (compile with cranelift, write the cache)", started.elapsed().as_secs_f64() * 1e3);
+
+    let (plain, _) = kernel.create_tenant("plain").unwrap();
+    let (hooked, _) = kernel.create_tenant("hooked").unwrap();
+    kernel.enable_plugin(&hooked.id, "patcher", EnableOptions::default()).await.unwrap();
+
+    // The hook alone, as the writer calls it: one change per call, and a
+    // 1,000-change batch.
+    let active = kernel.active_plugins(&hooked.id).unwrap();
+    let hooks = host.write_hooks(&hooked.id, &active).expect("patcher has a before-write hook");
+    let record = |i: usize| crm_core::Record {
+        id: crm_core::RecordId::generate(),
+        version: 1,
+        created_at: 0,
+        updated_at: 0,
+        deleted_at: None,
+        fields: match contact(i) {
+            Mutation::Create { fields, .. } => fields,
+            _ => unreachable!(),
+        },
+    };
+    let pending = |i: usize| crm_core::plugin::PendingChange {
+        object: "contact".into(),
+        op: crm_core::ChangeOp::Created,
+        before: None,
+        after: record(i),
+    };
+    let actor = Actor::cli();
+    let call = crm_core::plugin::HookCall { actor: &actor, request_id: None };
+    let blocking = tokio::task::spawn_blocking(move || {
+        for i in 0..200 {
+            hooks.before_write(call_of(&actor), &mut [pending(i)]).unwrap();
+        }
+        let mut one = Vec::new();
+        for i in 0..5000 {
+            let mut changes = [pending(i)];
+            let started = Instant::now();
+            hooks.before_write(call_of(&actor), &mut changes).unwrap();
+            one.push(started.elapsed());
+        }
+        let mut batch = Vec::new();
+        for round in 0..50 {
+            let mut changes: Vec<_> = (0..1000).map(|i| pending(round * 1000 + i)).collect();
+            let started = Instant::now();
+            hooks.before_write(call_of(&actor), &mut changes).unwrap();
+            batch.push(started.elapsed());
+        }
+        (one, batch)
+    });
+    let _ = call;
+    let (one, batch) = blocking.await.unwrap();
+    println!();
+    summary("before-write hook, 1 change (fresh instance + call)", one);
+    let (p50, p99) = summary("before-write hook, 1,000 changes in one call", batch);
+    println!("{:<58} p50 {:>9.2} µs   p99 {:>9.2} µs", "  per record", micros(p50) / 1000.0, micros(p99) / 1000.0);
+
+    println!();
+    single_writes(&kernel, &plain.id, 200).await;
+    single_writes(&kernel, &hooked.id, 200).await;
+    let without = summary("durable single write, no plugin", single_writes(&kernel, &plain.id, 2000).await);
+    let with = summary("durable single write, patcher before-write", single_writes(&kernel, &hooked.id, 2000).await);
+    println!(
+        "{:<58} p50 {:>+9.1} µs   p99 {:>+9.1} µs",
+        "  difference (includes fsync noise)",
+        micros(with.0) - micros(without.0),
+        micros(with.1) - micros(without.1)
+    );
+    let without = summary("durable 1,000-record bulk write, no plugin", bulk_writes(&kernel, &plain.id, 30).await);
+    let with = summary("durable 1,000-record bulk write, patcher", bulk_writes(&kernel, &hooked.id, 30).await);
+    println!(
+        "{:<58} p50 {:>+9.2} µs per record",
+        "  difference",
+        (micros(with.0) - micros(without.0)) / 1000.0
+    );
+
+    // A fresh instance per call: the cheapest export, end to end.
+    let engine = crm_plugin_host::PluginEngine::new(None).unwrap();
+    let hash = crm_core::plugin::content_hash(&wasm);
+    let pre = engine.prepare(&hash, &wasm).unwrap();
+    let blocking = tokio::task::spawn_blocking(move || {
+        let mut samples = Vec::new();
+        for i in 0..5200 {
+            let scope = crm_plugin_host::host::CallScope {
+                store: None,
+                plugin: "bench".into(),
+                version: String::new(),
+                grants: Default::default(),
+                phase: crm_plugin_host::host::Phase::Inspect,
+                request_id: None,
+                max_host_calls: 0,
+                max_log_bytes: 0,
+            };
+            let started = Instant::now();
+            let (result, _) = engine.call(&pre, scope, &crm_core::plugin::Limits::DEFAULT, |plugin, store| {
+                plugin.crm_plugin_plugin().call_manifest(store)
+            });
+            let elapsed = started.elapsed();
+            result.unwrap();
+            if i >= 200 {
+                samples.push(elapsed);
+            }
+        }
+        samples
+    });
+    println!();
+    summary("fresh instance + manifest() call (pooling allocator)", blocking.await.unwrap());
+
+    // Start-up: a new process's view of the same data directory, with the
+    // compiled artifact on disk.
+    drop(kernel);
+    let mut warm = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let kernel = Arc::new(Kernel::open(dir.path(), StoreOptions::default()).unwrap());
+        let host = PluginHost::new(&kernel, Some(&cache)).unwrap();
+        kernel.set_runtime(host.clone());
+        host.warm().unwrap();
+        kernel.tenant(&hooked.id).unwrap();
+        warm.push(started.elapsed());
+    }
+    println!();
+    summary("open data dir + load compiled plugin from cache + open tenant", warm);
+}
+
+fn call_of(actor: &Actor) -> crm_core::plugin::HookCall<'_> {
+    crm_core::plugin::HookCall { actor, request_id: None }
+}
