@@ -305,6 +305,7 @@ impl From<Capabilities> for wit::Capabilities {
             timers: capabilities.timers,
             kv: capabilities.kv,
             events: capabilities.events,
+            schema: capabilities.schema,
         }
     }
 }
@@ -400,5 +401,14 @@ mod tests {
         let error = Error::from(wit::HostError { code: wit::ErrorCode::NotFound, message: "no such record".into() });
         assert!(error.is_not_found());
         assert_eq!(error.to_string(), "not-found: no such record");
+    }
+}
+
+impl From<crate::manifest::TenantSchema> for wit::SchemaExtension {
+    fn from(schema: crate::manifest::TenantSchema) -> Self {
+        wit::SchemaExtension {
+            objects: schema.objects.into_iter().map(Into::into).collect(),
+            fields: schema.fields.into_iter().map(Into::into).collect(),
+        }
     }
 }

@@ -29,6 +29,11 @@ pub fn manifest<P: Plugin>(plugin: &P) -> wit::PluginManifest {
     plugin.manifest().into()
 }
 
+pub fn tenant_schema<P: Plugin>(plugin: &P, ctx: wit::Context) -> Result<wit::SchemaExtension, String> {
+    enter();
+    plugin.tenant_schema(&Ctx::from(ctx)).map(Into::into).map_err(|error| error.to_string())
+}
+
 pub fn before_write<P: Plugin>(plugin: &P, ctx: wit::Context, changes: Vec<wit::Change>) -> Result<Vec<wit::Decision>, String> {
     enter();
     let changes: Vec<Change> = changes.into_iter().map(Change::from).collect();
@@ -91,6 +96,9 @@ macro_rules! register_plugin {
             impl $crate::__private::Guest for __CrmPluginExport {
                 fn manifest() -> __wit::PluginManifest {
                     __PLUGIN.with(|plugin| $crate::__private::manifest(plugin))
+                }
+                fn tenant_schema(ctx: __wit::Context) -> ::core::result::Result<__wit::SchemaExtension, ::std::string::String> {
+                    __PLUGIN.with(|plugin| $crate::__private::tenant_schema(plugin, ctx))
                 }
                 fn before_write(
                     ctx: __wit::Context,

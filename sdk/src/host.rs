@@ -139,6 +139,15 @@ pub mod outbound {
     }
 }
 
+/// For plugins granted `schema`: tells the kernel that what
+/// [`Plugin::tenant_schema`](crate::Plugin::tenant_schema) returns has
+/// changed; it is asked again once the current call returns.
+pub mod schema {
+    pub fn changed() -> crate::error::Result<()> {
+        super::sys::schema_changed()
+    }
+}
+
 /// The kernel's clock (controllable in tests).
 pub mod clock {
     /// Epoch milliseconds.
@@ -216,6 +225,11 @@ mod wasm {
 
     pub fn clock_now() -> i64 {
         imports::clock::now()
+    }
+
+    pub fn schema_changed() -> Result<()> {
+        imports::schema::changed();
+        Ok(())
     }
 
     pub fn log(level: Level, message: &str) {

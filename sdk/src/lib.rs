@@ -168,11 +168,11 @@ mod value;
 
 pub use ctx::Ctx;
 pub use error::{Error, ErrorCode, Result};
-pub use host::{clock, events, kv, outbound, records, timers};
+pub use host::{clock, events, kv, outbound, records, schema, timers};
 pub use http::{HttpRequest, HttpResponse};
 pub use manifest::{
     ActionDecl, Capabilities, Failure, FieldDecl, FieldExtension, FieldKind, HookDecl, HookKind, Limits, Manifest, ObjectAccess,
-    ObjectDecl, RouteDecl,
+    ObjectDecl, RouteDecl, TenantSchema,
 };
 pub use message::Message;
 pub use plugin::Plugin;
@@ -186,8 +186,8 @@ pub use serde_json;
 pub mod prelude {
     pub use crate::{
         ActionDecl, Change, Ctx, Decision, Error, ErrorCode, Event, FieldDecl, Fields, HookDecl, HttpRequest, HttpResponse, Limits,
-        Manifest, Message, ObjectAccess, ObjectDecl, Op, Plugin, Record, Result, Value,
+        Manifest, Message, ObjectAccess, ObjectDecl, Op, Plugin, Record, Result, TenantSchema, Value,
     };
-    pub use crate::{clock, events, kv, outbound, records, timers};
+    pub use crate::{clock, events, kv, outbound, records, schema, timers};
     pub use crate::{debug, error, info, register_plugin, trace, warn};
 }

@@ -314,6 +314,30 @@ pub struct Capabilities {
     pub timers: bool,
     pub kv: bool,
     pub events: bool,
+    /// May add objects and fields per tenant at run time.
+    pub schema: bool,
+}
+
+/// What a plugin adds to one tenant's schema beyond its manifest (see
+/// [`Plugin::tenant_schema`](crate::Plugin::tenant_schema)).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantSchema {
+    pub objects: Vec<ObjectDecl>,
+    pub fields: Vec<FieldExtension>,
+}
+
+impl TenantSchema {
+    pub fn new() -> TenantSchema {
+        TenantSchema::default()
+    }
+    pub fn object(mut self, object: ObjectDecl) -> TenantSchema {
+        self.objects.push(object);
+        self
+    }
+    pub fn extend(mut self, object: impl Into<String>, field: FieldDecl) -> TenantSchema {
+        self.fields.push(FieldExtension { object: object.into(), field });
+        self
+    }
 }
 
 /// Per-call budgets; zero means "the host default".
@@ -464,6 +488,13 @@ impl Manifest {
     /// Asks to emit custom events.
     pub fn events(mut self) -> Manifest {
         self.capabilities.events = true;
+        self
+    }
+
+    /// Asks to add objects and fields per tenant at run time
+    /// ([`Plugin::tenant_schema`](crate::Plugin::tenant_schema)).
+    pub fn schema(mut self) -> Manifest {
+        self.capabilities.schema = true;
         self
     }
 

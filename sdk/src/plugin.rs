@@ -3,7 +3,7 @@
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::http::{HttpRequest, HttpResponse};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, TenantSchema};
 use crate::record::{Change, Decision, Event};
 use crate::value::Fields;
 
@@ -18,6 +18,15 @@ pub trait Plugin {
     /// What the plugin declares and asks for. Called at install time and
     /// whenever the host needs it again: keep it cheap and deterministic.
     fn manifest(&self) -> Manifest;
+
+    /// Objects and fields this plugin adds to the calling tenant's schema
+    /// beyond its manifest (needs the `schema` capability). Asked when the
+    /// plugin is enabled and after a call that ran `schema::changed()`.
+    /// Default: nothing.
+    fn tenant_schema(&self, ctx: &Ctx) -> Result<TenantSchema> {
+        let _ = ctx;
+        Ok(TenantSchema::default())
+    }
 
     /// Judges a batch of changes inside the write transaction: exactly one
     /// decision per change, in order. An `Err` fails the hook (the write is

@@ -106,6 +106,8 @@ struct State {
     /// The grants of the hook running now; `None` outside hooks.
     active: Option<Capabilities>,
     violations: Vec<String>,
+    /// Set by `schema::changed()`.
+    schema_changed: bool,
 }
 
 impl Default for State {
@@ -127,6 +129,7 @@ impl Default for State {
             requests: 0,
             enforce: true,
             grants: None,
+            schema_changed: false,
             active: None,
             violations: Vec::new(),
         }
@@ -448,6 +451,19 @@ impl TestHost {
         }
         let input = input.into();
         self.call(&manifest, |ctx| plugin.invoke(ctx, action, &input))
+    }
+
+    /// What the plugin adds to this tenant's schema now (as the kernel asks
+    /// when the plugin is enabled and after `schema::changed()`).
+    pub fn tenant_schema<P: Plugin + ?Sized>(&self, plugin: &P) -> Result<crate::manifest::TenantSchema> {
+        let manifest = plugin.manifest();
+        self.call(&manifest, |ctx| plugin.tenant_schema(ctx))
+    }
+
+    /// Whether a call since the last check ran `schema::changed()`; resets
+    /// the flag.
+    pub fn take_schema_changed(&self) -> bool {
+        with_state(|state| std::mem::take(&mut state.schema_changed))
     }
 
     /// Sends a request to the plugin's routes. A request to a route the
@@ -788,6 +804,14 @@ pub(crate) mod sys {
     fn check_flag(state: &mut State, flag: fn(&Capabilities) -> bool, name: &str) -> Result<()> {
         let allowed = state.active.as_ref().is_none_or(flag);
         state.check(allowed, || format!("'{name}' was not granted"))
+    }
+
+    pub fn schema_changed() -> Result<()> {
+        with_state(|state| {
+            check_flag(state, |grants| grants.schema, "schema")?;
+            state.schema_changed = true;
+            Ok(())
+        })
     }
 
     pub fn kv_get(key: &str) -> Result<Option<Vec<u8>>> {

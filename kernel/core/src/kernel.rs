@@ -112,6 +112,20 @@ impl Kernel {
         Ok(store)
     }
 
+    /// Verifies a tenant's audit chain: from a snapshot when its store is
+    /// open, otherwise from its file opened read-only (no writer starts, so
+    /// this works even when the newest entry is the damaged one).
+    pub fn verify_audit(&self, id: &TenantId) -> Result<crate::audit_verify::AuditReport> {
+        if self.system.tenant(id)?.is_none() {
+            return Err(Error::not_found(format!("no tenant '{id}'")));
+        }
+        let open = self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(id).cloned();
+        match open {
+            Some(store) => store.reader()?.verify_audit(),
+            None => crate::audit_verify::verify_file(&self.data_dir.join("tenants").join(format!("{id}.redb"))),
+        }
+    }
+
     /// The tenant stores currently open.
     pub fn open_tenants(&self) -> Vec<Arc<TenantStore>> {
         self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect()
@@ -198,9 +212,44 @@ impl Kernel {
             status: PluginStatus::Enabled,
             changed_at: now_ms(),
             previous: history,
+            extension: Default::default(),
         };
+        let enablement = self.with_extension(tenant, enablement, manifest)?;
         self.switch(tenant, plugin, Some(enablement.clone()), previous).await?;
         Ok(enablement)
+    }
+
+    /// Fills in what a plugin with the `schema` grant adds to the tenant.
+    fn with_extension(&self, tenant: &TenantId, mut enablement: Enablement, manifest: &crate::plugin::PluginManifest) -> Result<Enablement> {
+        if !enablement.grants.schema || !enablement.is_enabled() {
+            return Ok(enablement);
+        }
+        let active = ActivePlugin { enablement: enablement.clone(), manifest: manifest.clone() };
+        let extension = self.runtime()?.tenant_schema(tenant, &active)?;
+        extension.validate(&enablement.plugin)?;
+        enablement.extension = extension;
+        Ok(enablement)
+    }
+
+    /// Asks a plugin again what it adds to the tenant's schema (after it
+    /// reported a change) and switches the tenant's metadata; if the new
+    /// metadata is refused (for example a unique field over duplicate
+    /// values) nothing changes and the error says why.
+    pub async fn refresh_plugin_schema(&self, tenant: &TenantId, plugin: &str) -> Result<()> {
+        let _guard = self.admin.lock().await;
+        let previous = self
+            .system
+            .enablement(tenant, plugin)?
+            .ok_or_else(|| Error::not_found(format!("plugin {plugin} is not enabled for this tenant")))?;
+        let installed = self
+            .system
+            .plugin(plugin, &previous.version)?
+            .ok_or_else(|| Error::internal(format!("plugin {plugin}@{} is not installed", previous.version)))?;
+        let next = self.with_extension(tenant, previous.clone(), &installed.manifest)?;
+        if next.extension == previous.extension {
+            return Ok(());
+        }
+        self.switch(tenant, plugin, Some(next), Some(previous)).await
     }
 
     /// Disables a plugin for a tenant; its data stays.
@@ -211,8 +260,15 @@ impl Kernel {
             .enablement(tenant, plugin)?
             .ok_or_else(|| Error::not_found(format!("plugin {plugin} is not enabled for this tenant")))?;
         let mut next = previous.clone();
+        let enabling = status == PluginStatus::Enabled && !previous.is_enabled();
         next.status = status;
         next.changed_at = now_ms();
+        if enabling {
+            let installed = self.system.plugin(plugin, &next.version)?;
+            if let Some(installed) = installed {
+                next = self.with_extension(tenant, next, &installed.manifest)?;
+            }
+        }
         self.switch(tenant, plugin, Some(next.clone()), Some(previous)).await?;
         Ok(next)
     }
@@ -262,6 +318,6 @@ fn metadata_of(active: &[ActivePlugin]) -> Result<Arc<Metadata>> {
     if active.is_empty() {
         return Ok(Kernel::standard_metadata());
     }
-    let manifests: Vec<&crate::plugin::PluginManifest> = active.iter().map(|plugin| &plugin.manifest).collect();
+    let manifests: Vec<_> = active.iter().map(|plugin| (&plugin.manifest, &plugin.enablement.extension)).collect();
     Ok(Arc::new(tenant_metadata(&Kernel::standard_metadata(), &manifests)?))
 }

@@ -117,6 +117,8 @@ pub struct Capabilities {
     pub timers: bool,
     pub kv: bool,
     pub events: bool,
+    /// May add objects and fields per tenant at run time.
+    pub schema: bool,
 }
 
 impl Capabilities {
@@ -171,9 +173,12 @@ impl Capabilities {
                 return Err(Error::invalid(format!("outbound channel '{channel}' was not requested by the plugin")));
             }
         }
-        for (granted, asked, name) in
-            [(self.timers, requested.timers, "timers"), (self.kv, requested.kv, "kv"), (self.events, requested.events, "events")]
-        {
+        for (granted, asked, name) in [
+            (self.timers, requested.timers, "timers"),
+            (self.kv, requested.kv, "kv"),
+            (self.events, requested.events, "events"),
+            (self.schema, requested.schema, "schema"),
+        ] {
             if granted && !asked {
                 return Err(Error::invalid(format!("'{name}' was not requested by the plugin")));
             }
@@ -443,6 +448,38 @@ pub struct Enablement {
     pub changed_at: i64,
     /// Versions enabled before, newest last (for roll back).
     pub previous: Vec<String>,
+    /// What the plugin added to this tenant's schema at run time.
+    #[serde(default)]
+    pub extension: SchemaExtension,
+}
+
+/// Objects and fields a plugin adds to one tenant beyond its manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SchemaExtension {
+    pub objects: Vec<ObjectDef>,
+    pub fields: Vec<FieldExtension>,
+}
+
+impl SchemaExtension {
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty() && self.fields.is_empty()
+    }
+
+    /// Checks names and types like a manifest's declarations.
+    pub fn validate(&self, plugin: &str) -> Result<()> {
+        for object in &self.objects {
+            check_name("object name", &object.name, false)?;
+            check_name("object plural", &object.plural, false)?;
+            for field in &object.fields {
+                check_field(&object.name, field)?;
+            }
+        }
+        for extension in &self.fields {
+            check_field(&extension.object, &extension.field)?;
+        }
+        let _ = plugin;
+        Ok(())
+    }
 }
 
 impl Enablement {
@@ -452,11 +489,11 @@ impl Enablement {
 }
 
 /// The metadata of a tenant: the standard objects plus what its enabled
-/// plugins declare.
-pub fn tenant_metadata(standard: &Metadata, plugins: &[&PluginManifest]) -> Result<Metadata> {
+/// plugins declare, in their manifests and at run time.
+pub fn tenant_metadata(standard: &Metadata, plugins: &[(&PluginManifest, &SchemaExtension)]) -> Result<Metadata> {
     let mut metadata = standard.clone();
-    for manifest in plugins {
-        for object in &manifest.objects {
+    for (manifest, extension) in plugins {
+        for object in manifest.objects.iter().chain(&extension.objects) {
             if metadata.object(&object.name).is_some() {
                 return Err(Error::conflict(format!(
                     "plugin {} declares object '{}', which another plugin already declares",
@@ -466,8 +503,8 @@ pub fn tenant_metadata(standard: &Metadata, plugins: &[&PluginManifest]) -> Resu
             metadata.objects.push(object.clone());
         }
     }
-    for manifest in plugins {
-        for extension in &manifest.fields {
+    for (manifest, runtime) in plugins {
+        for extension in manifest.fields.iter().chain(&runtime.fields) {
             let Some(object) = metadata.objects.iter_mut().find(|object| object.name == extension.object) else {
                 return Err(Error::invalid(format!(
                     "plugin {} extends object '{}', which is not available",
@@ -483,7 +520,7 @@ pub fn tenant_metadata(standard: &Metadata, plugins: &[&PluginManifest]) -> Resu
             object.fields.push(extension.field.clone());
         }
     }
-    for manifest in plugins {
+    for (manifest, _) in plugins {
         for action in &manifest.actions {
             metadata.actions.push(crate::metadata::PluginAction {
                 plugin: manifest.id.clone(),
@@ -612,6 +649,10 @@ pub struct PluginUsage {
 pub trait PluginRuntime: Send + Sync {
     /// Compiles and checks a component and returns its manifest.
     fn inspect(&self, wasm: &[u8]) -> Result<PluginManifest>;
+
+    /// Asks a plugin with the `schema` grant what it adds to the tenant's
+    /// schema beyond its manifest.
+    fn tenant_schema(&self, tenant: &crate::ids::TenantId, plugin: &ActivePlugin) -> Result<SchemaExtension>;
 
     /// The before-write hooks of a tenant's active plugins (None if none of
     /// them has one).

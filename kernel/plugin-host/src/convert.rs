@@ -131,9 +131,8 @@ fn plural(name: &str) -> String {
     }
 }
 
-pub fn manifest_from_wit(manifest: wit::PluginManifest) -> Result<PluginManifest, String> {
-    let objects = manifest
-        .objects
+fn objects_from_wit(objects: Vec<wit::ObjectDecl>) -> Result<Vec<ObjectDef>, String> {
+    objects
         .into_iter()
         .map(|object| {
             Ok(ObjectDef {
@@ -143,12 +142,20 @@ pub fn manifest_from_wit(manifest: wit::PluginManifest) -> Result<PluginManifest
                 fields: fields_of(object.fields)?,
             })
         })
-        .collect::<Result<Vec<_>, String>>()?;
-    let fields = manifest
-        .fields
-        .into_iter()
-        .map(|extension| Ok(FieldExtension { object: extension.object, field: field_from_wit(extension.field)? }))
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect()
+}
+
+fn extensions_from_wit(fields: Vec<wit::FieldExtension>) -> Result<Vec<FieldExtension>, String> {
+    fields.into_iter().map(|extension| Ok(FieldExtension { object: extension.object, field: field_from_wit(extension.field)? })).collect()
+}
+
+pub fn schema_extension_from_wit(extension: wit::SchemaExtension) -> Result<crm_core::plugin::SchemaExtension, String> {
+    Ok(crm_core::plugin::SchemaExtension { objects: objects_from_wit(extension.objects)?, fields: extensions_from_wit(extension.fields)? })
+}
+
+pub fn manifest_from_wit(manifest: wit::PluginManifest) -> Result<PluginManifest, String> {
+    let objects = objects_from_wit(manifest.objects)?;
+    let fields = extensions_from_wit(manifest.fields)?;
     let hooks = manifest
         .hooks
         .into_iter()
@@ -195,6 +202,7 @@ pub fn manifest_from_wit(manifest: wit::PluginManifest) -> Result<PluginManifest
         timers: manifest.capabilities.timers,
         kv: manifest.capabilities.kv,
         events: manifest.capabilities.events,
+        schema: manifest.capabilities.schema,
     };
     let limits = Limits {
         fuel: manifest.limits.fuel,

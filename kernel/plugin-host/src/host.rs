@@ -14,7 +14,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::crm::plugin::{clock, events, kv, log, outbound, records, timers, types};
+use crate::bindings::crm::plugin::{clock, events, kv, log, outbound, records, schema, timers, types};
 use crate::convert;
 use crate::filter;
 
@@ -53,6 +53,8 @@ pub struct HostState {
     pub(crate) logs: Vec<LogLine>,
     /// Set when a budget was exceeded, to explain the trap.
     pub(crate) exceeded: Option<String>,
+    /// Set by `schema.changed`: the kernel asks for the tenant schema again.
+    pub(crate) schema_changed: bool,
 }
 
 impl WasiView for HostState {
@@ -92,7 +94,7 @@ impl HostState {
             .tables(64)
             .trap_on_grow_failure(true)
             .build();
-        HostState { wasi, table: ResourceTable::new(), limits, scope, host_calls: 0, log_bytes: 0, logs: Vec::new(), exceeded: None }
+        HostState { wasi, table: ResourceTable::new(), limits, scope, host_calls: 0, log_bytes: 0, logs: Vec::new(), exceeded: None, schema_changed: false }
     }
 
     /// Counts a host call; traps once the budget is spent.
@@ -404,6 +406,19 @@ impl log::Host for HostState {
         }
         self.log_bytes += size;
         self.logs.push(LogLine { at: crm_core::clock::now_ms(), level: level.into(), message });
+        Ok(())
+    }
+}
+
+impl schema::Host for HostState {
+    fn changed(&mut self) -> wasmtime::Result<()> {
+        self.count()?;
+        if self.scope.phase != Phase::Effects || !self.scope.grants.schema {
+            let reason = "called schema.changed without the schema grant or outside an action, delivery, timer or route".to_string();
+            self.exceeded = Some(reason.clone());
+            return Err(wasmtime::Error::msg(reason));
+        }
+        self.schema_changed = true;
         Ok(())
     }
 }

@@ -227,6 +227,13 @@ impl PluginHost {
         let plugin = &prepared.active.enablement.plugin;
         let fuel_used = limits.fuel.saturating_sub(fuel_left);
         self.finish(tenant, plugin, &state, fuel_used, outcome.as_ref().err().map(|message| format!("plugin {plugin} {message}")).as_deref());
+        if outcome.is_ok() && state.schema_changed {
+            // Calls that may report a change run on blocking threads.
+            let kernel = self.kernel().map_err(|error| error.message)?;
+            self.runtime
+                .block_on(kernel.refresh_plugin_schema(tenant, plugin))
+                .map_err(|error| format!("changed the tenant's schema, which was refused: {}", error.message))?;
+        }
         outcome
     }
 
@@ -257,6 +264,26 @@ impl PluginRuntime for PluginHost {
         let (result, _) = self.engine.call(&pre, scope, &Limits::DEFAULT, |plugin, store| plugin.crm_plugin_plugin().call_manifest(store));
         let manifest = result.map_err(|failure| Error::invalid(format!("reading the manifest failed: {}", failure.message)))?;
         convert::manifest_from_wit(manifest).map_err(|error| Error::invalid(format!("invalid manifest: {error}")))
+    }
+
+    fn tenant_schema(&self, tenant: &TenantId, plugin: &ActivePlugin) -> Result<crm_core::plugin::SchemaExtension> {
+        let kernel = self.kernel()?;
+        let store = kernel.tenant(tenant)?;
+        let prepared = self.prepare(plugin)?;
+        let context = self.context(tenant, plugin, &Actor::system(), None);
+        let id = &plugin.enablement.plugin;
+        let extension = self
+            .run(
+                tenant,
+                &store,
+                &prepared,
+                Phase::BeforeWrite,
+                None,
+                |instance, wasm_store| instance.crm_plugin_plugin().call_tenant_schema(wasm_store, &context),
+                |extension: &wit::SchemaExtension| extension.objects.len() * 256 + extension.fields.len() * 256,
+            )
+            .map_err(|message| Error::new(ErrorKind::PluginFailed, format!("plugin {id} {message}")))?;
+        convert::schema_extension_from_wit(extension).map_err(|error| Error::invalid(format!("plugin {id} declared an invalid field: {error}")))
     }
 
     fn write_hooks(&self, tenant: &TenantId, active: &[ActivePlugin]) -> Option<Arc<dyn WriteHooks>> {
