@@ -103,10 +103,13 @@ impl Kernel {
         let path = self.data_dir.join("tenants").join(format!("{id}.redb"));
         let active = self.active_plugins(id)?;
         let store = TenantStore::open(&path, id.clone(), metadata_of(&active)?, &self.options)?;
+        // Hooks are in place before anyone can reach the store.
+        if let Some(runtime) = self.runtime.get() {
+            store.set_hooks(runtime.write_hooks(id, &active));
+        }
         open.insert(id.clone(), store.clone());
         drop(open);
         if let Some(runtime) = self.runtime.get() {
-            store.set_hooks(runtime.write_hooks(id, &active));
             runtime.tenant_changed(id, &active);
         }
         Ok(store)
