@@ -38,7 +38,7 @@ if (args.length !== 2) {
 const [sourcePath, outPath] = args.map((path) => resolve(path));
 
 const started = Date.now();
-const { component, imports } = await componentize({
+const { component } = await componentize({
   sourcePath,
   witPath,
   worldName: 'crm-plugin',
@@ -51,4 +51,4 @@ const partial = `${outPath}.partial`;
 await writeFile(partial, component);
 await rename(partial, outPath);
 const seconds = ((Date.now() - started) / 1000).toFixed(1);
-console.log(`${outPath}: ${component.length} bytes in ${seconds} s; imports used: ${JSON.stringify(imports)}`);
+console.log(`${outPath}: ${component.length} bytes in ${seconds} s`);

@@ -8,6 +8,12 @@
 //! the components current; a missing `wasm32-wasip2` target is installed
 //! with rustup.
 //!
+//! It also builds the JavaScript test plugins, each folder under
+//! `tests/plugins-js/`, with Node.js (20 or newer, required on PATH) and the
+//! componentize-js pinned in `tests/plugins-js/package-lock.json`, into
+//! `target/plugins-js/`; they are named `js-<folder>`. A plugin is rebuilt
+//! only when its inputs change (componentize-js takes seconds).
+//!
 //! ```no_run
 //! let wasm = std::fs::read(crm_plugin_artifacts::test_plugin("validator")).unwrap();
 //! assert!(wasm.starts_with(b"\0asm"));
@@ -31,7 +37,9 @@ pub struct Bundled {
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 
-/// The component file of the test plugin in `tests/plugins/<name>`.
+/// The component file of the test plugin in `tests/plugins/<name>`, or,
+/// for a name `js-<folder>`, of the JavaScript plugin in
+/// `tests/plugins-js/<folder>`.
 ///
 /// # Panics
 ///

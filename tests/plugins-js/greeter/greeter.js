@@ -7,7 +7,8 @@
 // WIT to JS, as componentize-js maps it: records are objects with
 // camelCase keys, variants `{ tag, val }`, enums kebab-case strings,
 // `option<T>` is `T | undefined`, 64-bit integers are BigInts, and a
-// `result<T, E>` export returns T or throws its error.
+// `result<T, E>` export returns T or throws E. Throw the string itself: a
+// thrown `Error` object is not converted to an error result, it traps.
 
 import { log } from 'crm:plugin/log@0.1.0';
 
@@ -43,6 +44,7 @@ function manifest() {
       timers: false,
       kv: false,
       events: false,
+      schema: false,
     },
     limits: { fuel: 0n, timeoutMs: 0, memoryBytes: 0n, hostCalls: 0, outputBytes: 0, logBytes: 0 },
     configSchema: JSON.stringify({
@@ -80,8 +82,9 @@ function invoke(ctx, action, input) {
     throw `unknown action '${action}'`;
   }
   const name = text(input, 'name');
-  if (name === undefined) {
-    throw 'greet needs a text `name`';
+  if (name === undefined || name.trim() === '') {
+    // The host checks the declared input first, so only an empty name gets here.
+    throw 'greet needs a name';
   }
   const greeting = `${prefixOf(ctx)}, ${name}!`;
   log('info', `greeted ${name} for tenant ${ctx.tenant}`);
@@ -90,6 +93,9 @@ function invoke(ctx, action, input) {
 
 export const plugin = {
   manifest,
+  tenantSchema(ctx) {
+    return { objects: [], fields: [] };
+  },
   beforeWrite(ctx, changes) {
     return changes.map(decide);
   },
