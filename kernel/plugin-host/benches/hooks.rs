@@ -83,7 +83,7 @@ async fn main() {
     // 1,000-change batch.
     let active = kernel.active_plugins(&hooked.id).unwrap();
     let hooks = host.write_hooks(&hooked.id, &active).expect("patcher has a before-write hook");
-    let record = |i: usize| crm_core::Record {
+    let record = move |i: usize| crm_core::Record {
         id: crm_core::RecordId::generate(),
         version: 1,
         created_at: 0,
@@ -94,14 +94,13 @@ async fn main() {
             _ => unreachable!(),
         },
     };
-    let pending = |i: usize| crm_core::plugin::PendingChange {
+    let pending = move |i: usize| crm_core::plugin::PendingChange {
         object: "contact".into(),
         op: crm_core::ChangeOp::Created,
         before: None,
         after: record(i),
     };
     let actor = Actor::cli();
-    let call = crm_core::plugin::HookCall { actor: &actor, request_id: None };
     let blocking = tokio::task::spawn_blocking(move || {
         for i in 0..200 {
             hooks.before_write(call_of(&actor), &mut [pending(i)]).unwrap();
@@ -122,7 +121,6 @@ async fn main() {
         }
         (one, batch)
     });
-    let _ = call;
     let (one, batch) = blocking.await.unwrap();
     println!();
     summary("before-write hook, 1 change (fresh instance + call)", one);
