@@ -4,10 +4,13 @@
 
 mod support;
 
+mod audit;
 mod bad_input;
 mod durability;
 mod graphql;
 mod isolation;
 mod plugins;
+mod rate_limit;
+mod tls;
 mod tour;
 mod websocket;

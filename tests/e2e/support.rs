@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -22,7 +23,17 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Settings the binary reads from the environment; the tests pass flags,
 /// so a developer's own `CRM_*` variables must not leak in.
-const CRM_ENV: [&str; 5] = ["CRM_DATA_DIR", "CRM_LISTEN", "CRM_MAX_BODY_BYTES", "CRM_MAX_BATCH", "CRM_LOG"];
+const CRM_ENV: [&str; 9] = [
+    "CRM_DATA_DIR",
+    "CRM_LISTEN",
+    "CRM_MAX_BODY_BYTES",
+    "CRM_MAX_BATCH",
+    "CRM_LOG",
+    "CRM_RATE_LIMIT_KEY",
+    "CRM_RATE_LIMIT_TENANT",
+    "CRM_TLS_CERT",
+    "CRM_TLS_KEY",
+];
 
 fn command() -> Command {
     let mut command = Command::new(CRM);
@@ -67,11 +78,12 @@ pub async fn create_tenant(dir: &Path, name: &str) -> String {
     key
 }
 
-/// A response: status, content type and body text.
+/// A response: status, content type, `retry-after` and body text.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub content_type: String,
+    pub retry_after: Option<String>,
     pub text: String,
 }
 
@@ -86,6 +98,10 @@ pub struct Server {
     child: Child,
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// `http`, or `https` for a server started with [`Server::start_tls`].
+    pub scheme: &'static str,
+    /// A TLS client configuration trusting the server's certificate.
+    tls: Option<Arc<rustls::ClientConfig>>,
     pub dir: PathBuf,
     /// The admin key of the `default` tenant.
     pub key: String,
@@ -112,6 +128,22 @@ impl Server {
 
     /// A server on an existing data directory (the caller keeps it alive).
     pub async fn start_in(dir: &Path, args: &[&str]) -> Server {
+        Server::launch(dir, args, None).await
+    }
+
+    /// A server on a fresh data directory serving HTTPS and WSS with a
+    /// certificate; the clients trust `ca_pem` (the certificate itself, when
+    /// it is self-signed). `args` carry `--tls-cert` and `--tls-key`.
+    pub async fn start_tls(args: &[&str], ca_pem: &str) -> Server {
+        let dir = data_dir();
+        let mut server = Server::launch(dir.path(), args, Some(ca_pem)).await;
+        server._owned_dir = Some(dir);
+        server
+    }
+
+    async fn launch(dir: &Path, args: &[&str], ca_pem: Option<&str>) -> Server {
+        let scheme = if ca_pem.is_some() { "https" } else { "http" };
+        let listening = format!("crm listening on {scheme}://");
         let mut child = command()
             .arg("serve")
             .arg("--data-dir")
@@ -126,7 +158,7 @@ impl Server {
         let mut startup = Vec::new();
         let wait = async {
             while let Some(line) = lines.next_line().await.expect("read server stdout") {
-                if let Some(rest) = line.strip_prefix("crm listening on http://") {
+                if let Some(rest) = line.strip_prefix(listening.as_str()) {
                     let addr = rest.split('/').next().unwrap_or_default().to_string();
                     startup.push(line);
                     return Some(addr);
@@ -144,12 +176,19 @@ impl Server {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let key = std::fs::read_to_string(dir.join("admin-key")).expect("read admin-key").trim().to_string();
         assert!(key.starts_with("crm_"), "unexpected admin key: {key}");
-        let client = reqwest::Client::builder().timeout(TIMEOUT).build().expect("http client");
-        Server { child, addr, dir: dir.to_path_buf(), key, startup, client, _owned_dir: None }
+        let mut client = reqwest::Client::builder().timeout(TIMEOUT);
+        let mut tls = None;
+        if let Some(ca_pem) = ca_pem {
+            let certificate = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("a PEM certificate");
+            client = client.use_rustls_tls().tls_built_in_root_certs(false).add_root_certificate(certificate);
+            tls = Some(tls_client_config(ca_pem));
+        }
+        let client = client.build().expect("http client");
+        Server { child, addr, scheme, tls, dir: dir.to_path_buf(), key, startup, client, _owned_dir: None }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/graphql", self.addr)
+        format!("{}://{}/graphql", self.scheme, self.addr)
     }
 
     /// Kills the server with SIGKILL and waits until it is gone.
@@ -181,7 +220,7 @@ impl Server {
 
     /// GETs a path (`/healthz`, `/graphql?query=…`) with the given headers.
     pub async fn get(&self, path_and_query: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut request = self.client.get(format!("http://{}{path_and_query}", self.addr));
+        let mut request = self.client.get(format!("{}://{}{path_and_query}", self.scheme, self.addr));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -284,9 +323,12 @@ impl Server {
 
     /// Opens a graphql-transport-ws connection (not yet initialized).
     pub async fn websocket(&self) -> Ws {
-        let mut request = format!("ws://{}/graphql", self.addr).into_client_request().expect("ws request");
+        let ws_scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        let mut request = format!("{ws_scheme}://{}/graphql", self.addr).into_client_request().expect("ws request");
         request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("header"));
-        let (stream, response) = tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request))
+        let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+        let connect = tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector);
+        let (stream, response) = tokio::time::timeout(TIMEOUT, connect)
             .await
             .expect("websocket connect timed out")
             .expect("websocket connect");
@@ -294,6 +336,22 @@ impl Server {
         assert_eq!(protocol, Some("graphql-transport-ws"));
         Ws { stream }
     }
+}
+
+/// A rustls client configuration (ring provider) trusting only `ca_pem`.
+fn tls_client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(certificate.expect("a PEM certificate")).expect("a usable root certificate");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 async fn reply(response: reqwest::Response) -> Reply {
@@ -304,8 +362,9 @@ async fn reply(response: reqwest::Response) -> Reply {
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let retry_after = response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_string);
     let text = response.text().await.expect("response body");
-    Reply { status, content_type, text }
+    Reply { status, content_type, retry_after, text }
 }
 
 /// Every `extensions.code` of a response.

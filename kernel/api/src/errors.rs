@@ -49,3 +49,21 @@ pub fn code_of(error: &ServerError) -> Option<String> {
 pub fn error_body(code: &str, message: &str) -> serde_json::Value {
     serde_json::json!({ "errors": [ { "message": message, "extensions": { "code": code } } ] })
 }
+
+/// The error of an operation refused by a rate limit, with the retry hint
+/// clients read (`retry-after` carries the same number over HTTP).
+pub fn rate_limited(message: &str, retry_after_seconds: u64) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    extensions.set("code", "RATE_LIMITED");
+    extensions.set("retryAfterSeconds", retry_after_seconds);
+    error
+}
+
+/// [`rate_limited`] as a GraphQL error body for HTTP.
+pub fn rate_limited_body(message: &str, retry_after_seconds: u64) -> serde_json::Value {
+    serde_json::json!({ "errors": [ {
+        "message": message,
+        "extensions": { "code": "RATE_LIMITED", "retryAfterSeconds": retry_after_seconds },
+    } ] })
+}

@@ -22,7 +22,8 @@ use futures::StreamExt;
 use tracing::Instrument;
 
 use crate::context::{Caller, RequestCtx};
-use crate::errors::{code_of, error_body};
+use crate::errors::{code_of, error_body, rate_limited, rate_limited_body};
+use crate::rate_limit::{ApiLimiter, Refused};
 use crate::schema::{self, Limits};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
@@ -40,6 +41,7 @@ struct Inner {
     /// Tenants with identical metadata share one schema.
     by_fingerprint: Mutex<HashMap<String, Schema>>,
     routes: crate::routes::RouteLimiter,
+    operations: ApiLimiter,
 }
 
 impl AppState {
@@ -47,10 +49,11 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 kernel,
-                limits,
                 by_tenant: Mutex::new(HashMap::new()),
                 by_fingerprint: Mutex::new(HashMap::new()),
                 routes: Default::default(),
+                operations: ApiLimiter::new(limits.rate_per_key, limits.rate_per_tenant),
+                limits,
             }),
         }
     }
@@ -95,6 +98,12 @@ impl AppState {
         Ok(schema)
     }
 
+    /// Takes a token for one GraphQL operation of `caller` from its key's
+    /// and its tenant's buckets.
+    fn admit(&self, caller: &Caller) -> Result<(), Refused> {
+        self.inner.operations.check(&caller.actor.0, caller.store.id())
+    }
+
     /// Resolves `Bearer <key>` to a request context.
     fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, crm_core::Error> {
         let key = authorization
@@ -128,6 +137,14 @@ fn json_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) 
 pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::to_vec(&error_body(code, message)).unwrap_or_default();
     json_response(status, "application/json", body)
+}
+
+/// 429 with the wait in `retry-after` and in `extensions.retryAfterSeconds`.
+pub(crate) fn rate_limited_response(message: &str, retry_after_seconds: u64) -> Response {
+    let body = serde_json::to_vec(&rate_limited_body(message, retry_after_seconds)).unwrap_or_default();
+    let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, "application/json", body);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+    response
 }
 
 pub(crate) fn kernel_error_response(error: crm_core::Error) -> Response {
@@ -184,6 +201,9 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
         Ok(found) => found,
         Err(error) => return kernel_error_response(error),
     };
+    if let Err(refused) = state.admit(&caller) {
+        return rate_limited_response(&refused.message(), refused.retry_after_seconds());
+    }
     let schema = match state.schema_for(&caller.store) {
         Ok(schema) => schema,
         Err(error) => return kernel_error_response(error),
@@ -290,6 +310,7 @@ struct Session {
 /// Dispatches a WebSocket session's operations to its tenant's schema.
 #[derive(Clone)]
 struct SessionExecutor {
+    state: AppState,
     session: Arc<OnceLock<Session>>,
 }
 
@@ -297,6 +318,9 @@ impl Executor for SessionExecutor {
     async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
         match self.session.get() {
             Some(session) => {
+                if let Err(refused) = self.state.admit(&session.caller) {
+                    return refused_response(refused);
+                }
                 let request = request.data(RequestCtx::new(session.caller.clone(), request_id()));
                 session.schema.execute(request).await
             }
@@ -311,12 +335,19 @@ impl Executor for SessionExecutor {
     ) -> BoxStream<'static, async_graphql::Response> {
         match self.session.get() {
             Some(session) => {
+                if let Err(refused) = self.state.admit(&session.caller) {
+                    return futures::stream::once(async move { refused_response(refused) }).boxed();
+                }
                 let request = request.data(RequestCtx::new(session.caller.clone(), request_id()));
                 session.schema.execute_stream_with_session_data(request, session_data.unwrap_or_default()).boxed()
             }
             None => futures::stream::once(async { unauthenticated_response() }).boxed(),
         }
     }
+}
+
+fn refused_response(refused: Refused) -> async_graphql::Response {
+    async_graphql::Response::from_errors(vec![rate_limited(&refused.message(), refused.retry_after_seconds())])
 }
 
 fn unauthenticated_response() -> async_graphql::Response {
@@ -346,7 +377,7 @@ async fn websocket(state: AppState, parts: &mut axum::http::request::Parts) -> R
             Err(error) => return kernel_error_response(error),
         }
     }
-    let executor = SessionExecutor { session: session.clone() };
+    let executor = SessionExecutor { state: state.clone(), session: session.clone() };
     upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |stream| {
         GraphQLWebSocket::new(stream, executor, protocol)
             .on_connection_init(move |payload| {

@@ -15,9 +15,11 @@ mod context;
 mod convert;
 mod errors;
 mod http;
+mod rate_limit;
 mod routes;
 pub mod names;
 pub mod schema;
 
 pub use http::{AppState, router};
+pub use rate_limit::RateLimit;
 pub use schema::Limits;

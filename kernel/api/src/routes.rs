@@ -3,18 +3,15 @@
 //! plugin (authorization and cookie headers are dropped); bodies are capped
 //! and each tenant's plugin has its own request-rate bucket.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
-
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use crm_core::ErrorKind;
+use crm_core::{ErrorKind, TenantId};
 use crm_core::plugin::RouteRequest;
 
-use crate::http::{AppState, error_response, kernel_error_response};
+use crate::http::{AppState, error_response, kernel_error_response, rate_limited_response};
+use crate::rate_limit::{RateLimit, TokenBuckets, retry_after_seconds};
 
 /// Largest request body a plugin route accepts.
 pub const MAX_ROUTE_BODY: usize = 256 * 1024;
@@ -27,25 +24,18 @@ const ALLOWED_RESPONSE_HEADERS: &[&str] =
     &["content-type", "cache-control", "location", "allow", "etag", "last-modified", "content-disposition", "retry-after"];
 
 /// Token buckets per (tenant, plugin).
-#[derive(Default)]
-pub struct RouteLimiter {
-    buckets: Mutex<HashMap<(String, String), (f64, Instant)>>,
+pub struct RouteLimiter(TokenBuckets<(TenantId, String)>);
+
+impl Default for RouteLimiter {
+    fn default() -> Self {
+        RouteLimiter(TokenBuckets::new(RateLimit::new(ROUTE_RATE, ROUTE_BURST)))
+    }
 }
 
 impl RouteLimiter {
     /// Takes one token; the error is the seconds until one is available.
-    fn take(&self, tenant: &str, plugin: &str) -> Result<(), u64> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let (tokens, last) = buckets.entry((tenant.to_string(), plugin.to_string())).or_insert((ROUTE_BURST, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * ROUTE_RATE).min(ROUTE_BURST);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) / ROUTE_RATE).ceil().max(1.0) as u64)
-        }
+    fn take(&self, tenant: &TenantId, plugin: &str) -> Result<(), u64> {
+        self.0.take((tenant.clone(), plugin.to_string())).map_err(retry_after_seconds)
     }
 }
 
@@ -59,12 +49,8 @@ pub async fn plugin_route(
         Ok(info) => info.id,
         Err(_) => return error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route"),
     };
-    if let Err(wait) = state.route_limiter().take(tenant.as_str(), &plugin) {
-        let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many requests to this plugin route");
-        if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
-            response.headers_mut().insert("retry-after", value);
-        }
-        return response;
+    if let Err(wait) = state.route_limiter().take(&tenant, &plugin) {
+        return rate_limited_response("too many requests to this plugin route", wait);
     }
     let (parts, body) = request.into_parts();
     let body = match to_bytes(body, MAX_ROUTE_BODY).await {

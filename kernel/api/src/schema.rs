@@ -26,6 +26,7 @@ use crate::context::{RelationSpec, RequestCtx};
 use crate::convert::{self, output, record_json};
 use crate::errors::to_graphql;
 use crate::names::{camel, pascal, relation_name, screaming};
+use crate::rate_limit::RateLimit;
 
 /// Limits every tenant schema enforces.
 #[derive(Debug, Clone)]
@@ -35,11 +36,23 @@ pub struct Limits {
     pub max_depth: usize,
     pub max_complexity: usize,
     pub max_body_bytes: usize,
+    /// GraphQL operations (HTTP requests and WebSocket operations) per API key.
+    pub rate_per_key: RateLimit,
+    /// GraphQL operations per tenant, all its keys together.
+    pub rate_per_tenant: RateLimit,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_page: 500, default_page: 50, max_depth: 16, max_complexity: 20_000, max_body_bytes: 2 * 1024 * 1024 }
+        Limits {
+            max_page: 500,
+            default_page: 50,
+            max_depth: 16,
+            max_complexity: 20_000,
+            max_body_bytes: 2 * 1024 * 1024,
+            rate_per_key: RateLimit::new(200.0, 400.0),
+            rate_per_tenant: RateLimit::new(1000.0, 2000.0),
+        }
     }
 }
 

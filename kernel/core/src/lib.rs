@@ -19,6 +19,7 @@
 //! ```
 
 pub mod audit;
+pub mod audit_verify;
 pub mod clock;
 pub mod encoding;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod writer;
 pub mod aggregate;
 
 pub use audit::{Actor, AuditEntry, ChangeEvent, ChangeOp, FieldChange};
+pub use audit_verify::{AuditBreak, AuditProblem, AuditReport};
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{RecordId, TenantId};
 pub use kernel::Kernel;

@@ -1,4 +1,4 @@
-//! The `crm` command: `serve`, `tenant`, `plugin`, `import`, `export`.
+//! The `crm` command: `serve`, `tenant`, `plugin`, `import`, `export`, `audit`.
 //!
 //! Configuration comes from flags or the matching `CRM_*` environment
 //! variables; every command takes `--data-dir` (default `./crm-data`).
@@ -11,10 +11,13 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use crm_core::{Kernel, StoreOptions};
 
+mod audit;
 mod export;
 mod import;
 mod plugins;
 pub mod scaffold;
+mod tls;
+mod seed;
 
 #[derive(Parser)]
 #[command(name = "crm", version, about = "An open-source CRM kernel with WebAssembly plugins")]
@@ -47,11 +50,30 @@ enum Command {
         /// Do not install and enable the bundled plugins on first start.
         #[arg(long)]
         no_bundled_plugins: bool,
+        /// GraphQL operations per API key: RATE or RATE:BURST in requests
+        /// per second (burst defaults to twice the rate); 0 = no limit.
+        #[arg(long, env = "CRM_RATE_LIMIT_KEY", default_value = "200:400", value_parser = crm_api::RateLimit::parse)]
+        rate_limit_key: crm_api::RateLimit,
+        /// GraphQL operations per tenant, all its keys together: RATE or
+        /// RATE:BURST; 0 = no limit.
+        #[arg(long, env = "CRM_RATE_LIMIT_TENANT", default_value = "1000:2000", value_parser = crm_api::RateLimit::parse)]
+        rate_limit_tenant: crm_api::RateLimit,
+        /// Serve HTTPS and WSS with this PEM certificate chain (needs --tls-key).
+        #[arg(long, env = "CRM_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, env = "CRM_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Manage plugins.
     Plugin {
         #[command(subcommand)]
         command: plugins::PluginCommand,
+    },
+    /// Check audit logs.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
     /// Manage tenants.
     Tenant {
@@ -72,6 +94,20 @@ enum Command {
         /// Output file (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Load synthetic benchmark data into an empty tenant: N contacts, N/10
+    /// companies, N/2 deals, 2N activities (the peer benchmark's proportions).
+    /// Writes the ids to <data-dir>/seed-contact-ids.txt and seed-company-ids.txt.
+    Seed {
+        /// Tenant name or id.
+        #[arg(long)]
+        tenant: String,
+        /// Number of contacts.
+        #[arg(long)]
+        contacts: usize,
+        /// RNG seed: the same seed and N give the same records.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
 }
 
@@ -138,12 +174,36 @@ fn open_kernel_with_host(data_dir: &Path, options: StoreOptions) -> Result<(Arc<
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { listen, max_body_bytes, max_batch, dev_clock, no_bundled_plugins } => {
+        Command::Serve {
+            listen,
+            max_body_bytes,
+            max_batch,
+            dev_clock,
+            no_bundled_plugins,
+            rate_limit_key,
+            rate_limit_tenant,
+            tls_cert,
+            tls_key,
+        } => {
             let options = StoreOptions { max_batch, ..StoreOptions::default() };
             if dev_clock {
                 crm_core::clock::make_adjustable();
             }
-            serve(&cli.data_dir, &listen, max_body_bytes, options, !no_bundled_plugins).await
+            let limits = crm_api::Limits {
+                max_body_bytes,
+                rate_per_key: rate_limit_key,
+                rate_per_tenant: rate_limit_tenant,
+                ..crm_api::Limits::default()
+            };
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(tls::server_config(&cert, &key)?),
+                _ => None,
+            };
+            serve(&cli.data_dir, &listen, limits, options, !no_bundled_plugins, tls).await
+        }
+        Command::Audit { command } => {
+            let kernel = Kernel::open(&cli.data_dir, StoreOptions::default()).map_err(|error| anyhow::anyhow!(error.message))?;
+            audit::run(&kernel, command)
         }
         Command::Plugin { command } => {
             let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
@@ -173,10 +233,21 @@ async fn run(cli: Cli) -> Result<()> {
             let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
             export::tenant(&kernel, &tenant, out.as_deref())
         }
+        Command::Seed { tenant, contacts, seed } => {
+            let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
+            seed::run(&kernel, &tenant, contacts, seed).await
+        }
     }
 }
 
-async fn serve(data_dir: &Path, listen: &str, max_body_bytes: usize, options: StoreOptions, bundled: bool) -> Result<()> {
+async fn serve(
+    data_dir: &Path,
+    listen: &str,
+    limits: crm_api::Limits,
+    options: StoreOptions,
+    bundled: bool,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<()> {
     let (kernel, host) = open_kernel_with_host(data_dir, options)?;
     let started = std::time::Instant::now();
     let warmed = host.warm().map_err(|error| anyhow::anyhow!(error.message))?;
@@ -198,13 +269,28 @@ async fn serve(data_dir: &Path, listen: &str, max_body_bytes: usize, options: St
             kernel.tenant(&tenant.id).map_err(|error| anyhow::anyhow!(error.message))?;
         }
     }
-    let limits = crm_api::Limits { max_body_bytes, ..crm_api::Limits::default() };
     let app = crm_api::router(crm_api::AppState::new(kernel, limits));
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
-    println!("crm listening on http://{address}/graphql (data in {})", data_dir.display());
-    tracing::info!(%address, "serving");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("server failed")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("crm listening on {scheme}://{address}/graphql (data in {})", data_dir.display());
+    tracing::info!(%address, tls = tls.is_some(), "serving");
+    match tls {
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("server failed")?,
+        Some(config) => {
+            let handle = axum_server::Handle::new();
+            let stopping = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stopping.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, axum_server::tls_rustls::RustlsConfig::from_config(config))?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+                .context("server failed")?
+        }
+    }
     Ok(())
 }
 
