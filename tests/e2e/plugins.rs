@@ -29,6 +29,10 @@ async fn install_enable(server: &Server, key: &str, name: &str, config: Value) {
     assert_eq!(enabled["enablePlugin"]["status"], "ENABLED");
 }
 
+fn by_id<'a>(list: &'a Value, id: &str) -> &'a Value {
+    list.as_array().unwrap().iter().find(|item| item["id"] == id).unwrap_or_else(|| panic!("no {id} in {list}"))
+}
+
 /// Polls until `probe` returns Some, for up to twenty seconds.
 async fn eventually<T, F, Fut>(mut probe: F) -> T
 where
@@ -106,7 +110,7 @@ async fn enabling_a_plugin_changes_one_tenants_schema_and_actions() {
     assert_eq!(scheduled["followUpSchedule"]["timerKey"], format!("remind:{id}"));
 
     let plugins = server.ok("{ tenantPlugins { id version status calls errors logs { level message } } }", json!({})).await;
-    let plugin = &plugins["tenantPlugins"][0];
+    let plugin = by_id(&plugins["tenantPlugins"], "follow-up");
     assert_eq!(plugin["id"], "follow-up");
     assert!(plugin["calls"].as_i64().unwrap() >= 1, "{plugin}");
     assert_eq!(server.ok_as(&other, "{ tenantPlugins { id } }", json!({})).await["tenantPlugins"], json!([]));
@@ -162,7 +166,7 @@ async fn a_hostile_plugin_fails_its_own_calls_and_the_server_keeps_serving() {
     }
     assert_eq!(server.count("contacts").await, 0);
     let status = server.ok("{ tenantPlugins { id status errors recentFailures { message } } }", json!({})).await;
-    let failures: Vec<String> = status["tenantPlugins"][0]["recentFailures"]
+    let failures: Vec<String> = by_id(&status["tenantPlugins"], "hostile")["recentFailures"]
         .as_array()
         .unwrap()
         .iter()
@@ -183,7 +187,8 @@ async fn invalid_uploads_are_refused_with_a_code() {
     assert_eq!(single_code(&not_wasm), "VALIDATION");
     let bad_manifest = server.gql(INSTALL, json!({ "wasm": wasm_base64("bad-manifest") })).await;
     assert_eq!(single_code(&bad_manifest), "VALIDATION");
-    assert_eq!(server.ok("{ plugins { id } }", json!({})).await["plugins"], json!([]));
+    let installed = server.ok("{ plugins { id } }", json!({})).await;
+    assert_eq!(installed["plugins"], json!([{ "id": "custom-fields" }]), "only the bundled plugin");
     let unknown = server.gql(ENABLE, json!({ "id": "nope" })).await;
     assert_eq!(single_code(&unknown), "NOT_FOUND");
 }
@@ -300,4 +305,27 @@ async fn a_scaffolded_plugin_builds_installs_and_runs_unchanged() {
     let server = Server::start_in(dir.path(), &[]).await;
     let contact = server.ok_as(&acme, "mutation { createContact(input: {firstName: \"Ada\", title: \"VP Sales\"}) { leadScore } }", json!({})).await;
     assert_eq!(contact["createContact"]["leadScore"], 30);
+}
+
+#[tokio::test]
+async fn the_bundled_plugins_are_enabled_on_first_start_unless_declined() {
+    let server = Server::start(&[]).await;
+    let plugins = server.ok("{ tenantPlugins { id status } }", json!({})).await;
+    assert_eq!(by_id(&plugins["tenantPlugins"], "custom-fields")["status"], "ENABLED");
+    // Its actions are mutations of the default tenant from the start.
+    let defined = server
+        .ok(
+            r#"mutation { customFieldsDefineField(input: {object: "contact", name: "shoe_size", type: INTEGER, min: 30, max: 50}) { field } }"#,
+            json!({}),
+        )
+        .await;
+    assert!(defined["customFieldsDefineField"]["field"].as_str().unwrap().contains("shoe_size"));
+    let created = server.ok("mutation { createContact(input: {firstName: \"Ada\", shoeSize: 38}) { shoeSize } }", json!({})).await;
+    assert_eq!(created["createContact"]["shoeSize"], 38);
+    let refused = server.gql("mutation { createContact(input: {firstName: \"Bob\", shoeSize: 12}) { id } }", json!({})).await;
+    assert_eq!(single_code(&refused), "VALIDATION");
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("shoeSize") || refused["errors"][0]["message"].as_str().unwrap().contains("shoe_size"), "{refused}");
+
+    let declined = Server::start(&["--no-bundled-plugins"]).await;
+    assert_eq!(declined.ok("{ tenantPlugins { id } }", json!({})).await["tenantPlugins"], json!([]));
 }

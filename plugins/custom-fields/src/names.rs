@@ -1,0 +1,150 @@
+//! The objects custom fields may be added to and the names already taken
+//! on them.
+
+/// The standard objects this plugin hooks and may read and write: custom
+/// fields are offered on these. Objects declared by other plugins are not
+/// offered yet: a manifest cannot ask for access to objects that do not
+/// exist at install time, so this plugin could neither see nor validate
+/// their values.
+pub const OBJECTS: [&str; 6] = ["company", "contact", "deal", "activity", "pipeline", "pipeline_stage"];
+
+/// Fields the kernel maintains on every record.
+const SYSTEM_FIELDS: [&str; 6] = ["id", "version", "created_at", "updated_at", "deleted_at", "deleted"];
+
+/// Names the GraphQL schema uses beside the fields: a record's `history`
+/// and the `and`, `or` and `not` of its filter input.
+const GRAPHQL_NAMES: [&str; 4] = ["history", "and", "or", "not"];
+
+/// The record a standard reference leads to in GraphQL (`company_id` is
+/// also `company { … }`): a field of that name would hide it.
+fn standard_relations(object: &str) -> &'static [&'static str] {
+    match object {
+        "contact" => &["company"],
+        "deal" => &["company", "contact", "pipeline"],
+        "activity" => &["company", "contact", "deal"],
+        "pipeline_stage" => &["pipeline"],
+        _ => &[],
+    }
+}
+
+/// The kernel's own fields of each standard object (`Metadata::standard`).
+/// The real host is also asked (see `actions::name_in_use`), which covers
+/// fields other plugins add; this list gives the same answer everywhere,
+/// the SDK's test host included.
+fn standard_fields(object: &str) -> &'static [&'static str] {
+    match object {
+        "company" => &[
+            "name",
+            "domain",
+            "industry",
+            "employees",
+            "annual_revenue",
+            "phone",
+            "website",
+            "street",
+            "city",
+            "postal_code",
+            "country",
+            "owner_id",
+        ],
+        "contact" => &[
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "mobile",
+            "title",
+            "company_id",
+            "lifecycle_stage",
+            "lead_status",
+            "owner_id",
+            "source",
+            "lead_score",
+            "email_opt_in",
+            "sms_opt_in",
+            "country",
+            "tags",
+        ],
+        "pipeline" => &["name", "is_default"],
+        "pipeline_stage" => &["pipeline_id", "key", "name", "position", "probability", "is_closed", "is_won"],
+        "deal" => &[
+            "name",
+            "company_id",
+            "contact_id",
+            "pipeline_id",
+            "stage",
+            "amount",
+            "currency",
+            "close_date",
+            "probability",
+            "expected_amount",
+            "owner_id",
+            "close_reason",
+        ],
+        "activity" => &[
+            "kind",
+            "subject",
+            "body",
+            "occurred_at",
+            "due_at",
+            "done",
+            "direction",
+            "company_id",
+            "contact_id",
+            "deal_id",
+            "owner_id",
+        ],
+        _ => &[],
+    }
+}
+
+/// Longest field name the kernel accepts.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// `[a-z][a-z0-9_]*`, at most 63 bytes: the kernel's rule for field names
+/// and enumeration keys.
+pub fn is_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= MAX_NAME_LEN
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+pub fn is_object(object: &str) -> bool {
+    OBJECTS.contains(&object)
+}
+
+/// What already takes `name` on `object`, if anything does: a system or
+/// standard field, a standard relation or the GraphQL schema.
+pub fn reserved(object: &str, name: &str) -> Option<&'static str> {
+    if SYSTEM_FIELDS.contains(&name) {
+        Some("a system field")
+    } else if standard_fields(object).contains(&name) {
+        Some("a standard field")
+    } else if standard_relations(object).contains(&name) {
+        Some("the GraphQL name of a standard relation")
+    } else if GRAPHQL_NAMES.contains(&name) {
+        Some("a name the GraphQL schema uses")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_kernel() {
+        assert!(is_name("shoe_size") && is_name("a1"));
+        for bad in ["", "1a", "_a", "Shoe", "shoe-size", "shoe size", &"a".repeat(64)] {
+            assert!(!is_name(bad), "{bad}");
+        }
+        assert_eq!(reserved("contact", "email"), Some("a standard field"));
+        assert_eq!(reserved("deal", "id"), Some("a system field"));
+        assert_eq!(reserved("contact", "company"), Some("the GraphQL name of a standard relation"));
+        assert_eq!(reserved("company", "history"), Some("a name the GraphQL schema uses"));
+        assert_eq!(reserved("company", "email"), None);
+        assert!(is_object("pipeline_stage") && !is_object("ticket"));
+    }
+}
