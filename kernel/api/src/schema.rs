@@ -445,10 +445,12 @@ fn object_types(metadata: &Arc<Metadata>, object: &Arc<ObjectDef>, limits: &Limi
     // The reverse side of every reference to this object.
     let references = metadata.references_to(&object.name);
     let mut seen: HashSet<String> = HashSet::new();
+    // The first reference from an object (in metadata order: standard fields
+    // before plugin fields) keeps the plain name, so adding a second one
+    // never renames a field clients already use.
     for (child, field) in &references {
-        let ambiguous = references.iter().filter(|(other, _)| other.name == child.name).count() > 1;
         let mut relation = camel(&child.plural);
-        if ambiguous || seen.contains(&relation) || object.field(&crate::names::snake(&relation)).is_some() {
+        if seen.contains(&relation) || object.field(&crate::names::snake(&relation)).is_some() {
             relation = format!("{relation}By{}", pascal(&relation_name(&field.name)));
         }
         seen.insert(relation.clone());

@@ -453,17 +453,24 @@ impl PluginRuntime for PluginHost {
         let prepared = self.prepare(&active)?;
         let context = self.context(tenant, &active, actor, request_id);
         let input: Vec<wit::Field> = convert::fields_to_wit(&checked, |_| true);
-        let output = self
+        // An error the action returns is an answer (bad input, a refused
+        // request), not a plugin failure: it reaches the client as VALIDATION
+        // and does not count towards suspension.
+        let answer = self
             .run(
                 tenant,
                 &store,
                 &prepared,
                 Phase::Effects,
                 request_id,
-                |plugin, wasm_store| plugin.crm_plugin_plugin().call_invoke(wasm_store, &context, action, &input),
-                |fields| convert::fields_size(fields),
+                |plugin, wasm_store| plugin.crm_plugin_plugin().call_invoke(wasm_store, &context, action, &input).map(Ok),
+                |answer: &std::result::Result<Vec<wit::Field>, String>| match answer {
+                    Ok(fields) => convert::fields_size(fields),
+                    Err(message) => message.len(),
+                },
             )
             .map_err(|message| Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} {message}")))?;
+        let output = answer.map_err(|message| Error::invalid(message.chars().take(1000).collect::<String>()))?;
         let output = convert::fields_from_wit(output).map_err(|error| Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} returned {error}")))?;
         let mut out = BTreeMap::new();
         for (name, value) in output {

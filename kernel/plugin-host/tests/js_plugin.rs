@@ -116,11 +116,11 @@ async fn a_javascript_plugin_patches_rejects_and_greets() {
     assert_eq!(out.get("greeting"), Some(&text("Hi, Ada!")), "{out:?}");
     let logs = host.logs(&a, PLUGIN);
     assert!(logs.iter().any(|line| line.level == "info" && line.message.contains("greeted Ada")), "{logs:?}");
-    // A string thrown by an export is its `result` error; the call fails
-    // with that message (the host checks declared inputs first, so only an
-    // empty name gets that far).
+    // A string thrown by an export is its `result` error: for an action that
+    // is an answer to bad input, VALIDATION with the plugin's message (the
+    // host checks declared inputs first, so only an empty name gets that far).
     let error = invoke(&host, &a, "greet", Fields::from([("name".to_string(), text(" "))])).await.unwrap_err();
-    assert_eq!(error.kind, ErrorKind::PluginFailed, "{error:?}");
+    assert_eq!(error.kind, ErrorKind::Validation, "{error:?}");
     assert!(error.message.contains("greet needs a name"), "{}", error.message);
     let error = invoke(&host, &a, "no-such-action", Fields::new()).await.unwrap_err();
     assert_eq!(error.kind, ErrorKind::NotFound, "{error:?}");
