@@ -619,7 +619,14 @@ impl<'t> Tx<'t> {
                 return Err(Error::invalid_field(name.clone(), "is required and cannot be cleared"));
             }
         }
-        let current = self.load(&object.name, id)?.ok_or_else(|| Error::internal("patched record vanished"))?;
+        // The record as this transaction last wrote it: the newest logged state.
+        let current = self
+            .logged
+            .iter()
+            .rev()
+            .find(|logged| logged.after.id == id)
+            .map(|logged| logged.after.clone())
+            .ok_or_else(|| Error::internal("patched record vanished"))?;
         let mut after = current.clone();
         for (name, value) in &patch {
             if value.is_null() {

@@ -75,7 +75,10 @@ async fn main() {
     kernel.install_plugin(&wasm).unwrap();
     println!("{:<58} {:>9.1} ms", "install (compile with cranelift, write the cache)", started.elapsed().as_secs_f64() * 1e3);
 
+    kernel.install_plugin(&std::fs::read(crm_plugin_artifacts::test_plugin("validator")).unwrap()).unwrap();
     let (plain, _) = kernel.create_tenant("plain").unwrap();
+    let (checked, _) = kernel.create_tenant("checked").unwrap();
+    kernel.enable_plugin(&checked.id, "validator", EnableOptions::default()).await.unwrap();
     let (hooked, _) = kernel.create_tenant("hooked").unwrap();
     kernel.enable_plugin(&hooked.id, "patcher", EnableOptions::default()).await.unwrap();
 
@@ -128,18 +131,40 @@ async fn main() {
     println!("{:<58} p50 {:>9.2} µs   p99 {:>9.2} µs", "  per record", micros(p50) / 1000.0, micros(p99) / 1000.0);
 
     println!();
-    single_writes(&kernel, &plain.id, 200).await;
-    single_writes(&kernel, &hooked.id, 200).await;
-    let without = summary("durable single write, no plugin", single_writes(&kernel, &plain.id, 2000).await);
-    let with = summary("durable single write, patcher before-write", single_writes(&kernel, &hooked.id, 2000).await);
+    // Interleaved, so both tenants see the same disk and machine.
+    let (mut plain_samples, mut hooked_samples, mut checked_samples) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..22 {
+        let plain_round = single_writes(&kernel, &plain.id, 100).await;
+        let hooked_round = single_writes(&kernel, &hooked.id, 100).await;
+        let checked_round = single_writes(&kernel, &checked.id, 100).await;
+        if round >= 2 {
+            plain_samples.extend(plain_round);
+            hooked_samples.extend(hooked_round);
+            checked_samples.extend(checked_round);
+        }
+    }
+    let without = summary("durable single write, no plugin", plain_samples);
+    let accepted = summary("durable single write, validator before-write (accepts)", checked_samples);
+    println!(
+        "{:<58} p50 {:>+9.1} µs   p99 {:>+9.1} µs",
+        "  difference (includes fsync noise)",
+        micros(accepted.0) - micros(without.0),
+        micros(accepted.1) - micros(without.1)
+    );
+    let with = summary("durable single write, patcher before-write (patches 3 fields)", hooked_samples);
     println!(
         "{:<58} p50 {:>+9.1} µs   p99 {:>+9.1} µs",
         "  difference (includes fsync noise)",
         micros(with.0) - micros(without.0),
         micros(with.1) - micros(without.1)
     );
-    let without = summary("durable 1,000-record bulk write, no plugin", bulk_writes(&kernel, &plain.id, 30).await);
-    let with = summary("durable 1,000-record bulk write, patcher", bulk_writes(&kernel, &hooked.id, 30).await);
+    let (mut plain_bulk, mut hooked_bulk) = (Vec::new(), Vec::new());
+    for _ in 0..30 {
+        plain_bulk.extend(bulk_writes(&kernel, &plain.id, 1).await);
+        hooked_bulk.extend(bulk_writes(&kernel, &hooked.id, 1).await);
+    }
+    let without = summary("durable 1,000-record bulk write, no plugin", plain_bulk);
+    let with = summary("durable 1,000-record bulk write, patcher", hooked_bulk);
     println!(
         "{:<58} p50 {:>+9.2} µs per record",
         "  difference",
