@@ -227,6 +227,29 @@ pub struct Reader<'s> {
     txn: ReadTransaction,
 }
 
+/// The condition a scan can walk an index for in id order: an equality on
+/// a non-unique indexed field, when no condition on `id` or on a unique
+/// field (both a handful of ids at most) does better.
+fn streamable_condition<'q>(object: &ObjectDef, query: &'q ListQuery) -> Option<(&'q str, &'q Value)> {
+    let conditions = query.filter.as_ref()?.required_conditions();
+    let mut candidate = None;
+    for (field, condition) in conditions {
+        if field == "id" {
+            return None;
+        }
+        let Some(def) = object.field(field) else { continue };
+        if !def.has_index() {
+            continue;
+        }
+        match condition {
+            Condition::Eq(value) if def.unique && !value.is_null() => return None,
+            Condition::Eq(value) if !value.is_null() && candidate.is_none() => candidate = Some((field, value)),
+            _ => {}
+        }
+    }
+    candidate
+}
+
 impl Reader<'_> {
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
@@ -355,6 +378,40 @@ impl Reader<'_> {
     ) -> Result<()> {
         let object = self.object_def(&query.object)?;
         let Some(table) = self.records(&query.object)? else { return Ok(()) };
+        if let Some((field, value)) = streamable_condition(object, query) {
+            // Index keys of one value are in id order: walk them and stop
+            // as soon as the visitor has enough, instead of collecting every
+            // id of the value first.
+            let prefix = encoding::unique_key(&object.name, field, value);
+            let end = encoding::prefix_end(&prefix);
+            let index = self.txn.open_table(INDEX)?;
+            use std::ops::Bound::{Excluded, Included};
+            let after;
+            let bounds: (std::ops::Bound<&[u8]>, std::ops::Bound<&[u8]>) = match (from, descending) {
+                (None, _) => (Included(prefix.as_slice()), Excluded(end.as_slice())),
+                (Some(from), false) => {
+                    after = encoding::index_key(&object.name, field, value, from);
+                    (Excluded(after.as_slice()), Excluded(end.as_slice()))
+                }
+                (Some(from), true) => {
+                    after = encoding::index_key(&object.name, field, value, from);
+                    (Included(prefix.as_slice()), Excluded(after.as_slice()))
+                }
+            };
+            let range = index.range::<&[u8]>(bounds)?;
+            let entries: Box<dyn Iterator<Item = _>> = if descending { Box::new(range.rev()) } else { Box::new(range) };
+            for entry in entries {
+                let (key, _) = entry?;
+                let Some(id) = encoding::id_from_index_key(key.value()) else { continue };
+                if let Some(bytes) = table.get(id.0)? {
+                    let record = decode_record(id, bytes.value())?;
+                    if query.matches(&record) && !visit(record) {
+                        break;
+                    }
+                }
+            }
+            return Ok(());
+        }
         if let Some(mut ids) = self.planned_ids(object, query)? {
             if descending {
                 ids.reverse();
