@@ -59,7 +59,8 @@ fn main() {
     };
     // Every test plugin, Rust then JavaScript: (name, component file).
     let mut test_plugins: Vec<(String, PathBuf)> = tests.iter().map(|guest| (guest.name.clone(), wasm(guest))).collect();
-    for (name, path) in build_js_plugins(&root, &out_dir) {
+    let (js_plugins, unavailable) = build_js_plugins(&root, &out_dir);
+    for (name, path) in js_plugins {
         if test_plugins.iter().any(|(known, _)| *known == name) {
             panic!("two test plugins are named '{name}': rename tests/plugins/{name} or the JavaScript plugin");
         }
@@ -80,6 +81,10 @@ fn main() {
     );
     code.push_str("pub const TEST_PLUGINS: &[&str] = &[");
     code.push_str(&test_plugins.iter().map(|(name, _)| format!("{name:?}")).collect::<Vec<_>>().join(", "));
+    code.push_str("];\n\n");
+    code.push_str("/// Test plugins that could not be built here, with the reason.\n");
+    code.push_str("const UNAVAILABLE_TEST_PLUGINS: &[(&str, &str)] = &[");
+    code.push_str(&unavailable.iter().map(|(name, reason)| format!("({name:?}, {reason:?})")).collect::<Vec<_>>().join(", "));
     code.push_str("];\n\n");
     code.push_str("const TEST_PLUGIN_PATHS: &[&str] = &[\n");
     for (_, path) in &test_plugins {
@@ -270,16 +275,25 @@ const NODE_MAJOR: u32 = 20;
 /// file written by the script always is; its mtime is therefore set back
 /// to that of its newest input, or the next build would run the script
 /// (and rebuild everything depending on this crate) once more.
-fn build_js_plugins(root: &Path, out_dir: &Path) -> Vec<(String, PathBuf)> {
+/// Builds the JavaScript test plugins. Without Node.js the kernel still
+/// builds (they are only needed by tests): they are listed as unavailable,
+/// with the reason, and a test asking for one fails with that reason.
+fn build_js_plugins(root: &Path, out_dir: &Path) -> (Vec<(String, PathBuf)>, Vec<(String, String)>) {
     let source_dir = root.join(JS_PLUGINS);
     println!("cargo::rerun-if-changed={}", source_dir.display());
     let plugins = js_plugin_folders(&source_dir);
     if plugins.is_empty() {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
+    let node_version = match node_version() {
+        Ok(version) => version,
+        Err(reason) => {
+            println!("cargo::warning={reason}");
+            return (Vec::new(), plugins.into_iter().map(|(folder, _)| (format!("js-{folder}"), reason.clone())).collect());
+        }
+    };
     let stage = outer_target_dir(out_dir).join("plugins-js");
     fs::create_dir_all(&stage).unwrap_or_else(|error| panic!("cannot create {}: {error}", stage.display()));
-    let node_version = node_version();
     npm_ci(&source_dir, &stage);
     copy_if_changed(&source_dir.join("build.mjs"), &stage.join("build.mjs"));
 
@@ -316,7 +330,7 @@ fn build_js_plugins(root: &Path, out_dir: &Path) -> Vec<(String, PathBuf)> {
         println!("cargo::rerun-if-changed={}", wasm.display());
         built.push((format!("js-{folder}"), wasm));
     }
-    built
+    (built, Vec::new())
 }
 
 /// (folder name, entry module) of every `tests/plugins-js/<folder>/<folder>.js`,
@@ -342,28 +356,27 @@ fn js_plugin_folders(dir: &Path) -> Vec<(String, PathBuf)> {
 
 /// `node --version`, after checking that Node.js and npm can be run and
 /// that Node.js is recent enough.
-fn node_version() -> String {
-    let missing = |tool: &str, error: &dyn std::fmt::Display| -> ! {
-        panic!(
+fn node_version() -> Result<String, String> {
+    let missing = |tool: &str, error: &dyn std::fmt::Display| {
+        format!(
             "the JavaScript test plugins under {JS_PLUGINS}/ need Node.js {NODE_MAJOR} or newer and npm on PATH, \
              but `{tool} --version` could not be run ({error}); install them (e.g. `apt-get install nodejs npm`) and build again"
         )
     };
-    let output = Command::new("node").arg("--version").output().unwrap_or_else(|error| missing("node", &error));
+    let output = Command::new("node").arg("--version").output().map_err(|error| missing("node", &error))?;
     if !output.status.success() {
-        missing("node", &output.status);
+        return Err(missing("node", &output.status));
     }
     let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     let major = version.trim_start_matches('v').split('.').next().and_then(|major| major.parse::<u32>().ok());
     if major.is_none_or(|major| major < NODE_MAJOR) {
-        panic!("the JavaScript test plugins under {JS_PLUGINS}/ need Node.js {NODE_MAJOR} or newer; `node --version` says {version}");
+        return Err(format!("the JavaScript test plugins under {JS_PLUGINS}/ need Node.js {NODE_MAJOR} or newer; `node --version` says {version}"));
     }
     match Command::new("npm").arg("--version").output() {
-        Ok(output) if output.status.success() => {}
-        Ok(output) => missing("npm", &output.status),
-        Err(error) => missing("npm", &error),
+        Ok(output) if output.status.success() => Ok(version),
+        Ok(output) => Err(missing("npm", &output.status)),
+        Err(error) => Err(missing("npm", &error)),
     }
-    version
 }
 
 /// Installs componentize-js from the lock file into `stage/node_modules`

@@ -43,8 +43,12 @@ include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 ///
 /// # Panics
 ///
-/// If there is no such test plugin; the message lists the known ones.
+/// If there is no such test plugin (the message lists the known ones), or
+/// it could not be built on this machine (the message says why).
 pub fn test_plugin(name: &str) -> &'static Path {
+    if let Some((_, reason)) = UNAVAILABLE_TEST_PLUGINS.iter().find(|(unavailable, _)| *unavailable == name) {
+        panic!("the test plugin '{name}' was not built: {reason}");
+    }
     match TEST_PLUGINS.iter().position(|known| *known == name) {
         Some(index) => Path::new(TEST_PLUGIN_PATHS[index]),
         None => panic!("no test plugin named '{name}'; the test plugins are: {}", TEST_PLUGINS.join(", ")),
