@@ -5,10 +5,13 @@
 mod support;
 
 mod audit;
+mod backup;
 mod bad_input;
 mod durability;
 mod graphql;
+mod identity;
 mod isolation;
+mod permissions;
 mod plugins;
 mod rate_limit;
 mod tls;

@@ -218,6 +218,12 @@ impl Server {
         reply(request.send().await.expect("POST /graphql")).await
     }
 
+    /// POSTs a JSON body to a path (`/auth/login`).
+    pub async fn post_json(&self, path: &str, body: Value) -> Reply {
+        let request = self.client.post(format!("{}://{}{path}", self.scheme, self.addr)).json(&body);
+        reply(request.send().await.expect("POST")).await
+    }
+
     /// GETs a path (`/healthz`, `/graphql?query=…`) with the given headers.
     pub async fn get(&self, path_and_query: &str, headers: &[(&str, &str)]) -> Reply {
         let mut request = self.client.get(format!("{}://{}{path_and_query}", self.scheme, self.addr));

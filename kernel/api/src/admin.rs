@@ -435,6 +435,10 @@ fn action_field(action: &PluginAction) -> Field {
         let decl = decl.clone();
         FieldFuture::new(async move {
             let rc = request(&ctx)?;
+            if !rc.access.role.actions {
+                let message = format!("role '{}' may not call plugin actions", rc.access.role.name);
+                return Err(fail(rc, Error::new(ErrorKind::Forbidden, message)));
+            }
             let input_value = ctx.args.try_get("input")?.object()?;
             let mut fields = crm_core::Fields::new();
             for (key, value) in input_value.iter() {

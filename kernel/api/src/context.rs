@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crm_core::{Actor, Kernel, ListQuery, Page, PageRequest, Record, RecordId, Result, TenantStore};
+use crm_core::identity::Credential;
+use crm_core::{Access, Actor, Kernel, ListQuery, Page, PageRequest, Record, RecordId, Result, TenantStore};
 
 use crate::batch::Batcher;
 
@@ -33,13 +34,15 @@ impl Hash for RelationSpec {
 pub type RecordKey = (Arc<str>, RecordId);
 pub type RelationKey = (Arc<RelationSpec>, RecordId);
 
-/// Who is calling: their tenant's store, identity and role.
+/// Who is calling: their tenant's store, identity, credential and what
+/// their role allows.
 #[derive(Clone)]
 pub struct Caller {
     pub kernel: Arc<Kernel>,
     pub store: Arc<TenantStore>,
     pub actor: Actor,
-    pub role: String,
+    pub access: Arc<Access>,
+    pub credential: Credential,
 }
 
 /// Request data: the caller's tenant, identity and batchers.
@@ -47,7 +50,8 @@ pub struct RequestCtx {
     pub kernel: Arc<Kernel>,
     pub store: Arc<TenantStore>,
     pub actor: Actor,
-    pub role: String,
+    pub access: Arc<Access>,
+    pub credential: Credential,
     pub request_id: String,
     records: Batcher<RecordKey, Record>,
     relations: Batcher<RelationKey, (Page, u64)>,
@@ -55,17 +59,23 @@ pub struct RequestCtx {
 
 impl RequestCtx {
     pub fn new(caller: Caller, request_id: String) -> Self {
-        let Caller { kernel, store, actor, role } = caller;
-        RequestCtx { kernel, store, actor, role, request_id, records: Batcher::default(), relations: Batcher::default() }
+        let Caller { kernel, store, actor, access, credential } = caller;
+        RequestCtx {
+            kernel,
+            store,
+            actor,
+            access,
+            credential,
+            request_id,
+            records: Batcher::default(),
+            relations: Batcher::default(),
+        }
     }
 
-    /// Admin operations (plugins, clock) need the admin role.
+    /// Admin operations (users, roles, keys, plugins, clock) need a role
+    /// with `admin`.
     pub fn require_admin(&self) -> Result<()> {
-        if self.role == "admin" {
-            Ok(())
-        } else {
-            Err(crm_core::Error::new(crm_core::ErrorKind::Forbidden, "this operation needs the admin role"))
-        }
+        self.access.require_admin()
     }
 
     /// A record by id, batched with every other record load of this tick.

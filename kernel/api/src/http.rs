@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use crm_core::metadata::Metadata;
-use crm_core::{Actor, ErrorKind, Kernel, TenantId, TenantStore};
+use crm_core::{ErrorKind, Kernel, TenantId, TenantStore};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use tracing::Instrument;
@@ -42,6 +42,7 @@ struct Inner {
     by_fingerprint: Mutex<HashMap<String, Schema>>,
     routes: crate::routes::RouteLimiter,
     operations: ApiLimiter,
+    logins: crate::auth::LoginThrottle,
 }
 
 impl AppState {
@@ -53,6 +54,7 @@ impl AppState {
                 by_fingerprint: Mutex::new(HashMap::new()),
                 routes: Default::default(),
                 operations: ApiLimiter::new(limits.rate_per_key, limits.rate_per_tenant),
+                logins: crate::auth::LoginThrottle::new(Default::default()),
                 limits,
             }),
         }
@@ -60,6 +62,10 @@ impl AppState {
 
     pub(crate) fn route_limiter(&self) -> &crate::routes::RouteLimiter {
         &self.inner.routes
+    }
+
+    pub(crate) fn login_throttle(&self) -> &crate::auth::LoginThrottle {
+        &self.inner.logins
     }
 
     pub fn kernel(&self) -> &Arc<Kernel> {
@@ -110,8 +116,14 @@ impl AppState {
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or_else(|| crm_core::Error::unauthenticated("missing API key: send 'Authorization: Bearer <key>'"))?;
-        let (info, store) = self.inner.kernel.authenticate(key)?;
-        Ok(Caller { kernel: self.inner.kernel.clone(), store, actor: Actor::api_key(&info.prefix), role: info.role })
+        let (identity, access, store) = self.inner.kernel.identify(key)?;
+        Ok(Caller {
+            kernel: self.inner.kernel.clone(),
+            store,
+            actor: identity.actor,
+            access: Arc::new(access),
+            credential: identity.credential,
+        })
     }
 }
 
@@ -119,6 +131,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/auth/login", axum::routing::post(crate::auth::login))
+        .route("/auth/accept-invite", axum::routing::post(crate::auth::accept_invite))
         .route("/hooks/{tenant}/{plugin}/{*path}", axum::routing::any(crate::routes::plugin_route))
         .route("/metrics", get(metrics))
         .with_state(state)

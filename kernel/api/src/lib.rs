@@ -10,6 +10,8 @@
 //! ```
 
 mod admin;
+mod auth;
+mod identity;
 mod batch;
 mod context;
 mod convert;
@@ -20,6 +22,7 @@ mod routes;
 pub mod names;
 pub mod schema;
 
+pub use auth::ThrottlePolicy;
 pub use http::{AppState, router};
 pub use rate_limit::RateLimit;
 pub use schema::Limits;

@@ -58,6 +58,62 @@ impl Default for Limits {
 
 type GqlResult<T> = Result<T, async_graphql::Error>;
 
+/// Refuses a field the caller's role hides.
+fn check_field(rc: &RequestCtx, object: &str, field: &str) -> GqlResult<()> {
+    if rc.access.is_unrestricted() {
+        return Ok(());
+    }
+    rc.access.require_field_read(object, field).map_err(|e| fail(rc, e))
+}
+
+/// Applies the caller's read permissions to a list query: the object must
+/// be readable, filters and sorts may use only readable fields, and the
+/// record scope becomes part of the filter.
+fn secure_query(rc: &RequestCtx, query: &mut ListQuery) -> Result<(), Error> {
+    if rc.access.is_unrestricted() {
+        return Ok(());
+    }
+    let metadata = rc.store.metadata();
+    let object = query.object.clone();
+    let scope = rc.access.read_filter(&metadata, &object)?;
+    if let Some(filter) = &query.filter {
+        rc.access.check_fields_readable(&object, filter.fields())?;
+    }
+    rc.access.check_fields_readable(&object, query.sort.iter().map(|sort| sort.field.as_str()))?;
+    if let Some(scope) = scope {
+        query.filter = Some(match query.filter.take() {
+            Some(filter) => crm_core::Filter::And(vec![scope, filter]),
+            None => scope,
+        });
+    }
+    Ok(())
+}
+
+/// Checks that the caller may read a record (object, then scope).
+fn check_readable(rc: &RequestCtx, object: &str, record: &Record) -> Result<(), Error> {
+    if rc.access.is_unrestricted() {
+        return Ok(());
+    }
+    rc.access.check_record(&rc.store.metadata(), object, crm_core::Operation::Read, record)
+}
+
+/// The audit entries of a record the caller may read, without the values
+/// of fields their role hides.
+fn readable_history(rc: &RequestCtx, object: &str, id: crm_core::RecordId) -> Result<Vec<AuditEntry>, Error> {
+    rc.access.require(object, crm_core::Operation::Read)?;
+    let reader = rc.store.reader()?;
+    if let Some(record) = reader.get(object, id)? {
+        check_readable(rc, object, &record)?;
+    }
+    let mut history = reader.history(object, id)?;
+    if !rc.access.is_unrestricted() {
+        for entry in &mut history {
+            entry.diff.retain(|change| rc.access.can_read_field(object, &change.field));
+        }
+    }
+    Ok(history)
+}
+
 fn request<'a>(ctx: &ResolverContext<'a>) -> GqlResult<&'a RequestCtx> {
     ctx.data::<RequestCtx>()
 }
@@ -299,6 +355,9 @@ pub fn build(metadata: &Arc<Metadata>, limits: &Limits) -> Result<Schema, Schema
     query = crate::admin::add_queries(query);
     mutation = crate::admin::add_mutations(mutation, metadata);
     types.extend(crate::admin::types());
+    query = crate::identity::add_queries(query);
+    mutation = crate::identity::add_mutations(mutation);
+    types.extend(crate::identity::types());
     types.extend(crate::admin::action_types(metadata));
     query = query.field(
         Field::new("recordHistory", TypeRef::named_nn_list_nn("AuditEntry"), {
@@ -310,7 +369,7 @@ pub fn build(metadata: &Arc<Metadata>, limits: &Limits) -> Result<Schema, Schema
                     let object = ctx.args.try_get("object")?.enum_name()?.to_ascii_lowercase();
                     metadata.object(&object).ok_or_else(|| fail(rc, Error::invalid("unknown object")))?;
                     let id = convert::parse_id(&ctx.args.try_get("id")?).map_err(|e| fail(rc, e))?;
-                    let history = rc.store.reader().and_then(|reader| reader.history(&object, id)).map_err(|e| fail(rc, e))?;
+                    let history = readable_history(rc, &object, id).map_err(|e| fail(rc, e))?;
                     Ok(Some(FieldValue::list(history.into_iter().map(FieldValue::owned_any))))
                 })
             }
@@ -376,15 +435,19 @@ fn object_types(metadata: &Arc<Metadata>, object: &Arc<ObjectDef>, limits: &Limi
     let mut unique = Enum::new(format!("{name}UniqueField"));
     let mut has_unique = false;
 
+    let object_name: Arc<str> = Arc::from(object.name.as_str());
     for field in &object.fields {
         let gql_name = camel(&field.name);
         let field_name = field.name.clone();
         let ty = field.ty.clone();
+        let owner = object_name.clone();
         record_type = record_type.field(
             Field::new(&gql_name, field_type_ref(object, field, field.required), move |ctx| {
                 let field_name = field_name.clone();
                 let ty = ty.clone();
+                let owner = owner.clone();
                 FieldFuture::new(async move {
+                    check_field(request(&ctx)?, &owner, &field_name)?;
                     let record = ctx.parent_value.try_downcast_ref::<Record>()?;
                     // None, not Some(Null): the engine rejects a null enum or list value.
                     let value = output(&ty, record.get(&field_name));
@@ -426,16 +489,24 @@ fn object_types(metadata: &Arc<Metadata>, object: &Arc<ObjectDef>, limits: &Limi
             let target_type = pascal(target);
             let target: Arc<str> = Arc::from(target.as_str());
             let field_name = field.name.clone();
+            let owner = object_name.clone();
             record_type = record_type.field(
                 Field::new(relation_name(&field.name), TypeRef::named(&target_type), move |ctx| {
                     let target = target.clone();
                     let field_name = field_name.clone();
+                    let owner = owner.clone();
                     FieldFuture::new(async move {
                         let rc = request(&ctx)?;
+                        check_field(rc, &owner, &field_name)?;
                         let record = ctx.parent_value.try_downcast_ref::<Record>()?;
                         let Some(id) = record.get(&field_name).as_id() else { return Ok(None) };
-                        let found = rc.record(target, id).await.map_err(|e| fail(rc, e))?;
-                        Ok(found.filter(|record| !record.is_deleted()).map(FieldValue::owned_any))
+                        rc.access.require(&target, crm_core::Operation::Read).map_err(|e| fail(rc, e))?;
+                        let found = rc.record(target.clone(), id).await.map_err(|e| fail(rc, e))?;
+                        let found = found.filter(|record| !record.is_deleted());
+                        if let Some(found) = &found {
+                            check_readable(rc, &target, found).map_err(|e| fail(rc, e))?;
+                        }
+                        Ok(found.map(FieldValue::owned_any))
                     })
                 })
                 .description(format!("The record `{}` refers to.", camel(&field.name))),
@@ -466,7 +537,8 @@ fn object_types(metadata: &Arc<Metadata>, object: &Arc<ObjectDef>, limits: &Limi
                 FieldFuture::new(async move {
                     let rc = request(&ctx)?;
                     let parent = ctx.parent_value.try_downcast_ref::<Record>()?.id;
-                    let (query, sort, page) = list_args(&child_def, &ctx, &limits).map_err(|e| fail(rc, e))?;
+                    let (mut query, sort, page) = list_args(&child_def, &ctx, &limits).map_err(|e| fail(rc, e))?;
+                    secure_query(rc, &mut query).map_err(|e| fail(rc, e))?;
                     let key = format!("{}|{}|{}", child_def.name, fk, args_key(&ctx));
                     let spec = Arc::new(RelationSpec { key, query: query.clone(), field: fk.clone(), page });
                     let (page, total) = rc.related(spec, parent).await.map_err(|e| fail(rc, e))?;
@@ -487,8 +559,7 @@ fn object_types(metadata: &Arc<Metadata>, object: &Arc<ObjectDef>, limits: &Limi
                 FieldFuture::new(async move {
                     let rc = request(&ctx)?;
                     let id = ctx.parent_value.try_downcast_ref::<Record>()?.id;
-                    let history =
-                        rc.store.reader().and_then(|reader| reader.history(&object_name, id)).map_err(|e| fail(rc, e))?;
+                    let history = readable_history(rc, &object_name, id).map_err(|e| fail(rc, e))?;
                     Ok(Some(FieldValue::list(history.into_iter().map(FieldValue::owned_any))))
                 })
             }
@@ -570,9 +641,12 @@ fn object_types(metadata: &Arc<Metadata>, object: &Arc<ObjectDef>, limits: &Limi
     let has_numeric = !numeric_names.is_empty();
     for field_name in &numeric_names {
         let key = field_name.to_string();
+        let owner = object_name.clone();
         numeric = numeric.field(Field::new(camel(field_name), TypeRef::named(TypeRef::FLOAT), move |ctx| {
             let key = key.clone();
+            let owner = owner.clone();
             FieldFuture::new(async move {
+                check_field(request(&ctx)?, &owner, &key)?;
                 let (aggregate, kind) = ctx.parent_value.try_downcast_ref::<(Aggregate, &'static str)>()?;
                 let value = if *kind == "sum" { aggregate.sum.get(&key).copied() } else { aggregate.avg(&key) };
                 Ok(value.map(Gql::from))
@@ -584,10 +658,13 @@ fn object_types(metadata: &Arc<Metadata>, object: &Arc<ObjectDef>, limits: &Limi
         let def = convert::field_def(object, field_name);
         let Some(def) = def else { continue };
         let ty = def.ty.clone();
+        let owner = object_name.clone();
         min_max = min_max.field(Field::new(camel(field_name), field_type_ref(object, &def, false), move |ctx| {
             let key = key.clone();
             let ty = ty.clone();
+            let owner = owner.clone();
             FieldFuture::new(async move {
+                check_field(request(&ctx)?, &owner, &key)?;
                 let (aggregate, kind) = ctx.parent_value.try_downcast_ref::<(Aggregate, &'static str)>()?;
                 let value = if *kind == "min" { aggregate.min.get(&key) } else { aggregate.max.get(&key) };
                 Ok(value.map(|value| output(&ty, value)))
@@ -662,9 +739,13 @@ fn add_queries(query: Object, object: &Arc<ObjectDef>, limits: &Limits) -> Objec
             FieldFuture::new(async move {
                 let rc = request(&ctx)?;
                 let id = convert::parse_id(&ctx.args.try_get("id")?).map_err(|e| fail(rc, e))?;
+                rc.access.require(&object_name, crm_core::Operation::Read).map_err(|e| fail(rc, e))?;
                 let record = rc.record(object_name.clone(), id).await.map_err(|e| fail(rc, e))?;
                 match record {
-                    Some(record) if !record.is_deleted() => Ok(Some(FieldValue::owned_any(record))),
+                    Some(record) if !record.is_deleted() => {
+                        check_readable(rc, &object_name, &record).map_err(|e| fail(rc, e))?;
+                        Ok(Some(FieldValue::owned_any(record)))
+                    }
                     _ => Err(fail(rc, Error::not_found(format!("no {object_name} with id {id}")))),
                 }
             })
@@ -680,7 +761,8 @@ fn add_queries(query: Object, object: &Arc<ObjectDef>, limits: &Limits) -> Objec
             let limits = limits_for_resolver.clone();
             FieldFuture::new(async move {
                 let rc = request(&ctx)?;
-                let (query, sort, page) = list_args(&object, &ctx, &limits).map_err(|e| fail(rc, e))?;
+                let (mut query, sort, page) = list_args(&object, &ctx, &limits).map_err(|e| fail(rc, e))?;
+                secure_query(rc, &mut query).map_err(|e| fail(rc, e))?;
                 let result = rc.store.list(&query, &page).map_err(|e| fail(rc, e))?;
                 Ok(Some(connection_value(Connection { query, sort, page: result, total: None })))
             })
@@ -713,6 +795,10 @@ fn add_queries(query: Object, object: &Arc<ObjectDef>, limits: &Limits) -> Objec
                         group_by.push(field);
                     }
                 }
+                secure_query(rc, &mut query).map_err(|e| fail(rc, e))?;
+                if !rc.access.is_unrestricted() {
+                    rc.access.check_fields_readable(&object.name, group_by.iter().map(String::as_str)).map_err(|e| fail(rc, e))?;
+                }
                 let records = rc.store.reader().and_then(|reader| reader.all(&query)).map_err(|e| fail(rc, e))?;
                 let (total, groups) = aggregate::aggregate(&object, &records, &group_by);
                 let fields = Arc::new(group_by);
@@ -728,11 +814,62 @@ fn add_queries(query: Object, object: &Arc<ObjectDef>, limits: &Limits) -> Objec
 }
 
 /// Runs a write and returns its records as GraphQL values.
-async fn run_write(ctx: &ResolverContext<'_>, mutations: Vec<Mutation>) -> GqlResult<Vec<Record>> {
+async fn run_write(ctx: &ResolverContext<'_>, mut mutations: Vec<Mutation>) -> GqlResult<Vec<Record>> {
     let rc = request(ctx)?;
-    let request = WriteRequest { actor: rc.actor.clone(), request_id: Some(rc.request_id.clone()), mutations, effects: Vec::new() };
+    let metadata = rc.store.metadata();
+    authorize_write(rc, &metadata, &mut mutations).map_err(|e| fail(rc, e))?;
+    let guard = rc.access.write_guard(metadata);
+    let request = WriteRequest { actor: rc.actor.clone(), request_id: Some(rc.request_id.clone()), mutations, effects: Vec::new(), guard };
     let applied = rc.store.write(request).await.map_err(|e| fail(rc, e))?;
     Ok(applied.into_iter().map(|applied| applied.record).collect())
+}
+
+/// Checks every mutation of a request against the caller's role (object
+/// operations and writable fields; record scope is checked by the writer on
+/// the stored records) and makes the caller the owner, and their team the
+/// team, of what they create when the input does not say.
+fn authorize_write(rc: &RequestCtx, metadata: &Metadata, mutations: &mut [Mutation]) -> Result<(), Error> {
+    use crm_core::Operation::{Create, Delete, Update};
+    let access = &rc.access;
+    let check_fields = |object: &str, fields: &crm_core::Fields| -> Result<(), Error> {
+        if !access.is_unrestricted() {
+            for name in fields.keys() {
+                access.require_field_write(object, name)?;
+            }
+        }
+        Ok(())
+    };
+    for mutation in mutations.iter_mut() {
+        match mutation {
+            Mutation::Create { object, fields } => {
+                access.require(object, Create)?;
+                check_fields(object, fields)?;
+                if crm_core::access::is_owned(metadata, object) {
+                    let principal = &access.principal;
+                    for (field, value) in [("owner_id", principal.user), ("team_id", principal.team)] {
+                        if let Some(id) = value
+                            && metadata.object(object).is_some_and(|def| def.field(field).is_some())
+                        {
+                            fields.entry(field.to_string()).or_insert(crm_core::Value::Id(id));
+                        }
+                    }
+                }
+            }
+            Mutation::Update { object, fields, .. } => {
+                access.require(object, Update)?;
+                check_fields(object, fields)?;
+            }
+            Mutation::Upsert { object, fields, .. } => {
+                access.require(object, Create)?;
+                access.require(object, Update)?;
+                check_fields(object, fields)?;
+            }
+            Mutation::Delete { object, .. } | Mutation::Restore { object, .. } => {
+                access.require(object, Delete)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn one(records: Vec<Record>) -> GqlResult<Option<FieldValue<'static>>> {
@@ -942,7 +1079,21 @@ fn change_types(metadata: &Arc<Metadata>) -> Vec<async_graphql::dynamic::Type> {
                 FieldFuture::new(async move {
                     let change = ctx.parent_value.try_downcast_ref::<ChangeValue>()?;
                     let Some(object) = metadata.object(&change.event.object) else { return Ok(None) };
-                    Ok(change.record.as_ref().filter(|record| !record.is_deleted()).map(|record| record_json(object, record)))
+                    let rc = request(&ctx)?;
+                    Ok(change.record.as_ref().filter(|record| !record.is_deleted()).map(|record| {
+                        let mut data = record_json(object, record);
+                        // Fields the caller may not read are absent, not null.
+                        if !rc.access.is_unrestricted()
+                            && let Gql::Object(map) = &mut data
+                        {
+                            for field in &object.fields {
+                                if !rc.access.can_read_field(&object.name, &field.name) {
+                                    map.shift_remove(camel(&field.name).as_str());
+                                }
+                            }
+                        }
+                        data
+                    }))
                 })
             })
             .description("The record as it is now (null for a deleted record)."),
@@ -968,6 +1119,18 @@ fn change_types(metadata: &Arc<Metadata>) -> Vec<async_graphql::dynamic::Type> {
     vec![change.into(), feed.into()]
 }
 
+/// Whether a change reaches a caller: they may read the object and the
+/// record lies within their read scope.
+fn may_see_change(access: &crm_core::Access, metadata: &Metadata, object: &str, record: Option<&Record>) -> bool {
+    if access.is_unrestricted() {
+        return true;
+    }
+    match access.require(object, crm_core::Operation::Read) {
+        Err(_) => false,
+        Ok(scope) => record.is_none_or(|record| access.in_scope(metadata, object, scope, record)),
+    }
+}
+
 fn add_change_feed(query: Object) -> Object {
     query.field(
         Field::new("changes", TypeRef::named_nn("ChangeFeed"), move |ctx| {
@@ -987,9 +1150,12 @@ fn add_change_feed(query: Object) -> Object {
                 events.truncate(first as usize);
                 let cursor = events.last().map(|event| event.seq).unwrap_or(after);
                 let mut changes = Vec::with_capacity(events.len());
+                let metadata = rc.store.metadata();
                 for event in events {
                     let record = reader.get(&event.object, event.record_id).map_err(|e| fail(rc, e))?;
-                    changes.push(ChangeValue { event, record });
+                    if may_see_change(&rc.access, &metadata, &event.object, record.as_ref()) {
+                        changes.push(ChangeValue { event, record });
+                    }
                 }
                 Ok(Some(FieldValue::owned_any(ChangeFeed { changes, cursor, has_more })))
             })
@@ -1094,12 +1260,20 @@ fn add_subscriptions(subscription: Subscription) -> Subscription {
                     ),
                     None => None,
                 };
+                if let Some(objects) = &objects {
+                    for object in objects {
+                        rc.access.require(object, crm_core::Operation::Read).map_err(|e| fail(rc, e))?;
+                    }
+                }
                 let receiver = rc.store.subscribe();
+                let access = rc.access.clone();
+                let store = rc.store.clone();
                 let stream = tokio_stream::wrappers::BroadcastStream::new(receiver).filter_map(move |item| {
                     let keep = match &item {
                         Ok(published) => {
                             objects.as_ref().is_none_or(|objects| objects.contains(&published.event.object))
                                 && ids.as_ref().is_none_or(|ids| ids.contains(&published.event.record_id))
+                                && may_see_change(&access, &store.metadata(), &published.event.object, Some(&published.record))
                         }
                         Err(_) => true,
                     };

@@ -159,6 +159,21 @@ impl Kernel {
         Ok((info, store))
     }
 
+    /// Resolves a bearer token (API key or session) to who is calling, what
+    /// their role allows, and their tenant's store. A suspended tenant's
+    /// credentials are refused.
+    pub fn identify(&self, token: &str) -> Result<(crate::identity::Identity, crate::access::Access, Arc<TenantStore>)> {
+        let identity = self.system.identify(token)?;
+        let tenant = self.system.tenant(&identity.tenant)?.ok_or_else(|| Error::unauthenticated("unknown tenant"))?;
+        if tenant.suspended_at.is_some() {
+            return Err(Error::new(crate::error::ErrorKind::Forbidden, format!("tenant '{}' is suspended", tenant.name)));
+        }
+        let role = self.system.role(&identity.tenant, &identity.role)?;
+        let access = crate::access::Access::new(role, identity.principal.clone());
+        let store = self.tenant(&identity.tenant)?;
+        Ok((identity, access, store))
+    }
+
     /// Installs a plugin component: checks it, stores it under its hash.
     /// Returns the plugin and whether it was new.
     pub fn install_plugin(&self, wasm: &[u8]) -> Result<(InstalledPlugin, bool)> {

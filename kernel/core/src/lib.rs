@@ -18,11 +18,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod audit;
 pub mod audit_verify;
+pub mod backup;
 pub mod clock;
 pub mod encoding;
 pub mod error;
+pub mod identity;
 pub mod ids;
 pub mod kernel;
 pub mod metadata;
@@ -37,8 +40,10 @@ pub mod value;
 pub mod writer;
 pub mod aggregate;
 
+pub use access::{Access, FieldAccess, ObjectGrant, Operation, Principal, Role, Scope, WriteGuard};
 pub use audit::{Actor, AuditEntry, ChangeEvent, ChangeOp, FieldChange};
 pub use audit_verify::{AuditBreak, AuditProblem, AuditReport};
+pub use backup::{BackupFile, BackupManifest, BackupReport, BackupStep, RestoreReport, RestoredTenant};
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{RecordId, TenantId};
 pub use kernel::Kernel;

@@ -25,6 +25,10 @@ pub enum Effect {
     DeadLetter { letter: DeadLetter },
     /// Removes a dead letter (after a replay).
     DeadLetterRemove { seq: u64 },
+    /// An audit entry for something that is not a record of the tenant's
+    /// store: an admin action on users, roles, keys, teams or plugins.
+    /// It joins the tenant's hash chain like any record change.
+    Audit { object: String, record_id: crate::ids::RecordId, op: crate::audit::ChangeOp, diff: Vec<crate::audit::FieldChange> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -131,6 +131,11 @@ impl TenantStore {
         &self.id
     }
 
+    /// The tenant's redb database, for whole-file work such as backups.
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// The tenant's current metadata (it changes when plugins are enabled
     /// or disabled).
     pub fn metadata(&self) -> Arc<Metadata> {

@@ -18,7 +18,7 @@ use crate::store::open_database;
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const TENANT_NAMES: TableDefinition<&str, &str> = TableDefinition::new("tenant_names");
-const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
+pub(crate) const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 /// `id@version` → installed plugin (JSON).
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 /// hash → component bytes.
@@ -31,6 +31,9 @@ pub struct TenantInfo {
     pub id: TenantId,
     pub name: String,
     pub created_at: i64,
+    /// A suspended tenant's credentials stop working until it is resumed.
+    #[serde(default)]
+    pub suspended_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,10 +46,17 @@ pub struct ApiKeyInfo {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The user the key acts for (their `own` and `team` scope); none for
+    /// a key that owns nothing.
+    #[serde(default)]
+    pub user: Option<crate::ids::RecordId>,
+    /// Updated at most once a minute.
+    #[serde(default)]
+    pub last_used_at: Option<i64>,
 }
 
 pub struct SystemStore {
-    db: Database,
+    pub(crate) db: Database,
 }
 
 fn now_ms() -> i64 {
@@ -92,13 +102,19 @@ impl SystemStore {
         txn.open_table(PLUGINS)?;
         txn.open_table(PLUGIN_BLOBS)?;
         txn.open_table(ENABLEMENTS)?;
+        crate::identity::create_tables(&txn)?;
         txn.commit()?;
         Ok(SystemStore { db })
     }
 
+    /// The system database, for whole-file work such as backups.
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
     pub fn create_tenant(&self, name: &str) -> Result<TenantInfo> {
         check_tenant_name(name)?;
-        let info = TenantInfo { id: TenantId::generate(), name: name.to_string(), created_at: now_ms() };
+        let info = TenantInfo { id: TenantId::generate(), name: name.to_string(), created_at: now_ms(), suspended_at: None };
         let txn = self.db.begin_write()?;
         {
             let mut names = txn.open_table(TENANT_NAMES)?;
@@ -148,6 +164,29 @@ impl SystemStore {
 
     /// Creates an API key and returns the full key text: shown once, never stored.
     pub fn create_api_key(&self, tenant: &TenantId, name: &str, role: &str) -> Result<(ApiKeyInfo, String)> {
+        self.create_api_key_with(tenant, name, role, None, None)
+    }
+
+    /// A key with an expiry time and the user it acts for. The key text is
+    /// returned once; only its hash is kept.
+    pub fn create_api_key_with(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        role: &str,
+        expires_at: Option<i64>,
+        user: Option<crate::ids::RecordId>,
+    ) -> Result<(ApiKeyInfo, String)> {
+        if name.trim().is_empty() || name.len() > 100 {
+            return Err(Error::invalid_field("name", "must be 1-100 characters"));
+        }
+        self.role(tenant, role)?;
+        if let Some(user) = user {
+            self.user(tenant, user)?;
+        }
+        if expires_at.is_some_and(|at| at <= now_ms()) {
+            return Err(Error::invalid_field("expiresAt", "must be in the future"));
+        }
         let prefix = random_token(12);
         let key = format!("crm_{prefix}_{}", random_token(32));
         let info = ApiKeyInfo {
@@ -157,8 +196,10 @@ impl SystemStore {
             role: role.to_string(),
             hash: hash_key(&key),
             created_at: now_ms(),
-            expires_at: None,
+            expires_at,
             revoked_at: None,
+            user,
+            last_used_at: None,
         };
         let txn = self.db.begin_write()?;
         {

@@ -16,6 +16,7 @@ use std::sync::mpsc;
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
 use tokio::sync::{broadcast, oneshot};
 
+use crate::access::{Operation, WriteGuard};
 use crate::audit::{Actor, AuditEntry, ChangeEvent, ChangeOp, FieldChange};
 use crate::plugin::{HookCall, PendingChange, WriteHooks};
 use crate::plugin_state::{Effect, cursor_key, due_key, plugin_key};
@@ -67,16 +68,19 @@ pub struct WriteRequest {
     pub mutations: Vec<Mutation>,
     /// Plugin state changes committed with the mutations.
     pub effects: Vec<Effect>,
+    /// The caller's record scope, checked on the stored record of every
+    /// update, delete and restore; `None` for unrestricted callers.
+    pub guard: Option<WriteGuard>,
 }
 
 impl WriteRequest {
     pub fn new(actor: Actor, mutations: Vec<Mutation>) -> Self {
-        WriteRequest { actor, request_id: None, mutations, effects: Vec::new() }
+        WriteRequest { actor, request_id: None, mutations, effects: Vec::new(), guard: None }
     }
 
     /// A request that only changes plugin state.
     pub fn effects(actor: Actor, effects: Vec<Effect>) -> Self {
-        WriteRequest { actor, request_id: None, mutations: Vec::new(), effects }
+        WriteRequest { actor, request_id: None, mutations: Vec::new(), effects, guard: None }
     }
 }
 
@@ -559,7 +563,7 @@ impl<'t> Tx<'t> {
             }
         }
         for effect in &request.effects {
-            self.apply_effect(effect)?;
+            self.apply_effect(request, effect)?;
         }
         self.flush_logs(request)?;
         Ok(out)
@@ -646,7 +650,7 @@ impl<'t> Tx<'t> {
         Ok(())
     }
 
-    fn apply_effect(&mut self, effect: &Effect) -> Result<()> {
+    fn apply_effect(&mut self, request: &WriteRequest, effect: &Effect) -> Result<()> {
         match effect {
             Effect::KvSet { plugin, key, value } => {
                 let mut table = self.txn.open_table(PLUGIN_KV)?;
@@ -676,6 +680,9 @@ impl<'t> Tx<'t> {
             }
             Effect::DeadLetterRemove { seq } => {
                 self.txn.open_table(DEAD_LETTERS)?.remove(*seq)?;
+            }
+            Effect::Audit { object, record_id, op, diff } => {
+                self.append_audit(request.actor.clone(), request.request_id.clone(), object, *record_id, *op, diff.clone())?;
             }
         }
         Ok(())
@@ -829,6 +836,9 @@ impl<'t> Tx<'t> {
         if before.is_deleted() {
             return Err(Error::not_found(format!("{} {id} is deleted; restore it first", object.name)));
         }
+        if let Some(guard) = &request.guard {
+            guard.check_existing(&object.name, Operation::Update, &before)?;
+        }
         let mut after = before.clone();
         for (name, value) in patch {
             if value.is_null() {
@@ -855,6 +865,9 @@ impl<'t> Tx<'t> {
         if before.is_deleted() {
             return Err(Error::not_found(format!("{} {id} is already deleted", object.name)));
         }
+        if let Some(guard) = &request.guard {
+            guard.check_existing(&object.name, Operation::Delete, &before)?;
+        }
         let mut after = before.clone();
         after.deleted_at = Some(self.now);
         after.version += 1;
@@ -868,6 +881,9 @@ impl<'t> Tx<'t> {
         let before = self.existing(object, id, None)?;
         if !before.is_deleted() {
             return Err(Error::invalid(format!("{} {id} is not deleted", object.name)));
+        }
+        if let Some(guard) = &request.guard {
+            guard.check_existing(&object.name, Operation::Delete, &before)?;
         }
         let mut after = before.clone();
         after.deleted_at = None;
@@ -1039,6 +1055,41 @@ impl<'t> Tx<'t> {
         Ok(())
     }
 
+    /// Appends one entry to the tenant's audit chain.
+    fn append_audit(
+        &mut self,
+        actor: Actor,
+        request_id: Option<String>,
+        object: &str,
+        record_id: RecordId,
+        op: ChangeOp,
+        diff: Vec<FieldChange>,
+    ) -> Result<()> {
+        let seq = self.state.audit_seq + 1;
+        let mut entry = AuditEntry {
+            seq,
+            at: self.now,
+            actor,
+            request_id,
+            object: object.to_string(),
+            record_id,
+            op,
+            diff,
+            prev_hash: self.state.audit_hash,
+            hash: [0; 32],
+        };
+        entry.hash = entry.compute_hash();
+        self.audit.insert(seq, postcard::to_stdvec(&entry)?.as_slice())?;
+        let mut by_record = object.as_bytes().to_vec();
+        by_record.push(0);
+        by_record.extend_from_slice(&record_id.to_bytes());
+        by_record.extend_from_slice(&seq.to_be_bytes());
+        self.audit_by_record.insert(by_record.as_slice(), ())?;
+        self.state.audit_seq = seq;
+        self.state.audit_hash = entry.hash;
+        Ok(())
+    }
+
     /// Writes the audit entries and change events of the request's changes.
     fn flush_logs(&mut self, request: &WriteRequest) -> Result<()> {
         for logged in std::mem::take(&mut self.logged) {
@@ -1059,28 +1110,7 @@ impl<'t> Tx<'t> {
                 }
             }
         }
-        let seq = self.state.audit_seq + 1;
-        let mut entry = AuditEntry {
-            seq,
-            at: self.now,
-            actor: request.actor.clone(),
-            request_id: request.request_id.clone(),
-            object: object.name.clone(),
-            record_id: after.id,
-            op,
-            diff,
-            prev_hash: self.state.audit_hash,
-            hash: [0; 32],
-        };
-        entry.hash = entry.compute_hash();
-        self.audit.insert(seq, postcard::to_stdvec(&entry)?.as_slice())?;
-        let mut by_record = object.name.as_bytes().to_vec();
-        by_record.push(0);
-        by_record.extend_from_slice(&after.id.to_bytes());
-        by_record.extend_from_slice(&seq.to_be_bytes());
-        self.audit_by_record.insert(by_record.as_slice(), ())?;
-        self.state.audit_seq = seq;
-        self.state.audit_hash = entry.hash;
+        self.append_audit(request.actor.clone(), request.request_id.clone(), &object.name, after.id, op, diff)?;
 
         let change_seq = self.state.change_seq + 1;
         let event = ChangeEvent {

@@ -1,4 +1,5 @@
-//! The `crm` command: `serve`, `tenant`, `plugin`, `import`, `export`, `audit`.
+//! The `crm` command: `serve`, `tenant`, `plugin`, `import`, `export`, `audit`,
+//! `backup`, `restore`.
 //!
 //! Configuration comes from flags or the matching `CRM_*` environment
 //! variables; every command takes `--data-dir` (default `./crm-data`).
@@ -12,6 +13,10 @@ use clap::{Parser, Subcommand};
 use crm_core::{Kernel, StoreOptions};
 
 mod audit;
+#[cfg(unix)]
+mod backup;
+#[cfg(unix)]
+pub mod control;
 mod export;
 mod import;
 mod plugins;
@@ -94,6 +99,27 @@ enum Command {
         /// Output file (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Write a consistent copy of every database to a new directory while
+    /// the server keeps serving (through its control socket); without a
+    /// running server, from the data directory directly.
+    #[cfg(unix)]
+    Backup {
+        /// The backup directory: must not exist yet or be empty.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Bring a backup back into the data directory, after checking every
+    /// file's SHA-256 and each tenant's audit chain. Refused while a server
+    /// runs on the data directory.
+    #[cfg(unix)]
+    Restore {
+        /// A directory written by `crm backup`.
+        backup: PathBuf,
+        /// Restore into a data directory that holds databases; they are
+        /// moved to <data-dir>/replaced-<id>/.
+        #[arg(long)]
+        force: bool,
     },
     /// Load synthetic benchmark data into an empty tenant: N contacts, N/10
     /// companies, N/2 deals, 2N activities (the peer benchmark's proportions).
@@ -233,6 +259,10 @@ async fn run(cli: Cli) -> Result<()> {
             let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
             export::tenant(&kernel, &tenant, out.as_deref())
         }
+        #[cfg(unix)]
+        Command::Backup { out } => backup::backup(&cli.data_dir, &out).await,
+        #[cfg(unix)]
+        Command::Restore { backup, force } => backup::restore(&cli.data_dir, &backup, force).await,
         Command::Seed { tenant, contacts, seed } => {
             let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
             seed::run(&kernel, &tenant, contacts, seed).await
@@ -269,6 +299,9 @@ async fn serve(
             kernel.tenant(&tenant.id).map_err(|error| anyhow::anyhow!(error.message))?;
         }
     }
+    #[cfg(unix)]
+    let _control = control::ControlSocket::start(data_dir, kernel.clone())
+        .inspect_err(|error| tracing::warn!(%error, "no control socket: `crm backup` cannot reach this server"));
     let app = crm_api::router(crm_api::AppState::new(kernel, limits));
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
@@ -276,7 +309,10 @@ async fn serve(
     println!("crm listening on {scheme}://{address}/graphql (data in {})", data_dir.display());
     tracing::info!(%address, tls = tls.is_some(), "serving");
     match tls {
-        None => axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await.context("server failed")?,
+        None => axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("server failed")?,
         Some(config) => {
             let handle = axum_server::Handle::new();
             let stopping = handle.clone();
@@ -286,7 +322,7 @@ async fn serve(
             });
             axum_server::from_tcp_rustls(listener.into_std()?, axum_server::tls_rustls::RustlsConfig::from_config(config))?
                 .handle(handle)
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await
                 .context("server failed")?
         }
