@@ -14,6 +14,7 @@ mod isolation;
 mod permissions;
 mod plugins;
 mod rate_limit;
+mod tenants;
 mod tls;
 mod tour;
 mod websocket;

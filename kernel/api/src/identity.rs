@@ -12,12 +12,11 @@ use async_graphql::dynamic::{
 };
 use crm_core::access::{FieldAccess, ObjectGrant, Role, Scope};
 use crm_core::audit::{ChangeOp, FieldChange};
-use crm_core::identity::{Credential, NewUser, Team, User};
+use crm_core::identity::{Credential, NewUser, Team, User, named_id};
 use crm_core::normalize::format_datetime;
 use crm_core::plugin_state::Effect;
-use crm_core::system::ApiKeyInfo;
+use crm_core::system::{ApiKeyInfo, TenantInfo};
 use crm_core::{AuditEntry, Error, ErrorKind, RecordId, Value, WriteRequest};
-use sha2::{Digest, Sha256};
 
 use crate::context::RequestCtx;
 use crate::errors::to_graphql;
@@ -36,6 +35,18 @@ fn fail(rc: &RequestCtx, error: Error) -> async_graphql::Error {
 fn admin<'a>(ctx: &ResolverContext<'a>) -> GqlResult<&'a RequestCtx> {
     let rc = request(ctx)?;
     rc.require_admin().map_err(|e| fail(rc, e))?;
+    Ok(rc)
+}
+
+/// Operators: admins of the `default` tenant, who manage every tenant.
+async fn operator<'a>(ctx: &ResolverContext<'a>) -> GqlResult<&'a RequestCtx> {
+    let rc = admin(ctx)?;
+    let id = rc.store.id().clone();
+    let info = blocking(rc, move |kernel| kernel.system().tenant(&id)).await?;
+    if info.is_none_or(|info| info.name != crm_core::kernel::DEFAULT_TENANT) {
+        let message = "managing tenants needs an admin of the default tenant";
+        return Err(fail(rc, Error::new(ErrorKind::Forbidden, message)));
+    }
     Ok(rc)
 }
 
@@ -68,12 +79,6 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| fail(rc, Error::internal(e.to_string())))?
         .map_err(|e| fail(rc, e))
-}
-
-/// A stable record id for things named by text (roles, keys) in the audit log.
-fn named_id(kind: &str, name: &str) -> RecordId {
-    let digest = Sha256::digest(format!("{kind}/{name}").as_bytes());
-    RecordId(u128::from_be_bytes(digest[..16].try_into().unwrap_or_default()))
 }
 
 fn change(field: &str, before: Option<String>, after: Option<String>) -> Option<FieldChange> {
@@ -123,6 +128,7 @@ struct Me {
 }
 
 struct NewKey(ApiKeyInfo, String);
+struct NewTenant(TenantInfo, String);
 struct Invitation(User, Option<String>);
 struct Enrolment(String, String);
 struct AuditPage {
@@ -224,6 +230,17 @@ pub fn types() -> Vec<async_graphql::dynamic::Type> {
         }))
         .field(getter!(Me, "apiKey", TypeRef::named(TypeRef::STRING), |m| m.key.clone().map(Gql::String)))
         .field(getter!(Me, "role", TypeRef::named_nn(TypeRef::STRING), |m| text(&m.role)));
+    let tenant = Object::new("Tenant")
+        .field(getter!(TenantInfo, "id", TypeRef::named_nn(TypeRef::ID), |t| text(t.id.as_str())))
+        .field(getter!(TenantInfo, "name", TypeRef::named_nn(TypeRef::STRING), |t| text(&t.name)))
+        .field(getter!(TenantInfo, "createdAt", TypeRef::named_nn("DateTime"), |t| text(format_datetime(t.created_at))))
+        .field(getter!(TenantInfo, "suspendedAt", TypeRef::named("DateTime"), |t| t.suspended_at.map(|at| Gql::String(format_datetime(at)))));
+    let new_tenant = Object::new("NewTenant")
+        .field(Field::new("tenant", TypeRef::named_nn("Tenant"), |ctx| {
+            FieldFuture::new(async move { Ok(Some(FieldValue::owned_any(ctx.parent_value.try_downcast_ref::<NewTenant>()?.0.clone()))) })
+        }))
+        .field(getter!(NewTenant, "adminKey", TypeRef::named_nn(TypeRef::STRING), |t| text(&t.1)))
+        .description("The new tenant's admin API key is shown once.");
     let audit_page = Object::new("AuditLogPage")
         .field(Field::new("entries", TypeRef::named_nn_list_nn("AuditEntry"), |ctx| {
             FieldFuture::new(async move {
@@ -287,6 +304,8 @@ pub fn types() -> Vec<async_graphql::dynamic::Type> {
         field_rule.into(),
         role.into(),
         me.into(),
+        tenant.into(),
+        new_tenant.into(),
         audit_page.into(),
         grant_input.into(),
         field_input.into(),
@@ -449,6 +468,16 @@ pub fn add_queries(query: Object) -> Object {
             .description("The tenant's API keys, newest first (admin)."),
         )
         .field(
+            Field::new("tenants", TypeRef::named_nn_list_nn("Tenant"), |ctx| {
+                FieldFuture::new(async move {
+                    let rc = operator(&ctx).await?;
+                    let tenants = blocking(rc, |kernel| kernel.system().tenants()).await?;
+                    Ok(Some(FieldValue::list(tenants.into_iter().map(FieldValue::owned_any))))
+                })
+            })
+            .description("Every tenant of the instance (admins of the default tenant)."),
+        )
+        .field(
             Field::new("auditLog", TypeRef::named_nn("AuditLogPage"), |ctx| {
                 FieldFuture::new(async move {
                     let rc = admin(&ctx)?;
@@ -517,8 +546,73 @@ fn audit_log(rc: &RequestCtx, ctx: &ResolverContext<'_>) -> GqlResult<AuditPage>
     Ok(AuditPage { entries, cursor: after, has_more })
 }
 
-pub fn add_mutations(mutation: Object) -> Object {
+fn tenant_id(rc: &RequestCtx, ctx: &ResolverContext<'_>) -> GqlResult<crm_core::TenantId> {
+    let text = ctx.args.try_get("id")?.string()?;
+    crm_core::TenantId::parse(text).map_err(|e| fail(rc, e))
+}
+
+fn tenant_diff(before: Option<&TenantInfo>, after: Option<&TenantInfo>) -> Vec<Option<FieldChange>> {
+    vec![
+        change("name", before.map(|t| t.name.clone()), after.map(|t| t.name.clone())),
+        change("suspended_at", before.and_then(|t| t.suspended_at.map(format_datetime)), after.and_then(|t| t.suspended_at.map(format_datetime))),
+    ]
+}
+
+/// Tenant administration, for operators.
+fn tenant_mutations(mutation: Object) -> Object {
     mutation
+        .field(
+            Field::new("createTenant", TypeRef::named_nn("NewTenant"), |ctx| {
+                FieldFuture::new(async move {
+                    let rc = operator(&ctx).await?;
+                    let name = ctx.args.try_get("name")?.string()?.to_string();
+                    let (info, key) = blocking(rc, move |kernel| kernel.create_tenant(&name)).await?;
+                    audit(rc, "tenant", named_id("tenant", info.id.as_str()), ChangeOp::Created, tenant_diff(None, Some(&info))).await?;
+                    Ok(Some(FieldValue::owned_any(NewTenant(info, key))))
+                })
+            })
+            .argument(InputValue::new("name", TypeRef::named_nn(TypeRef::STRING)))
+            .description("Creates a tenant with its own database file; returns its admin key once."),
+        )
+        .field(tenant_state("suspendTenant", true, "Suspends a tenant: its keys and sessions are refused until it is resumed."))
+        .field(tenant_state("resumeTenant", false, "Resumes a suspended tenant."))
+        .field(
+            Field::new("deleteTenant", TypeRef::named_nn("Tenant"), |ctx| {
+                FieldFuture::new(async move {
+                    let rc = operator(&ctx).await?;
+                    let id = tenant_id(rc, &ctx)?;
+                    let confirm = ctx.args.try_get("confirm")?.string()?.to_string();
+                    let info = blocking(rc, move |kernel| kernel.delete_tenant(&id, &confirm)).await?;
+                    audit(rc, "tenant", named_id("tenant", info.id.as_str()), ChangeOp::Deleted, tenant_diff(Some(&info), None)).await?;
+                    Ok(Some(FieldValue::owned_any(info)))
+                })
+            })
+            .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+            .argument(InputValue::new("confirm", TypeRef::named_nn(TypeRef::STRING)))
+            .description("Deletes a tenant and its database file; `confirm` repeats the tenant's name."),
+        )
+}
+
+fn tenant_state(name: &'static str, suspend: bool, description: &'static str) -> Field {
+    Field::new(name, TypeRef::named_nn("Tenant"), move |ctx| {
+        FieldFuture::new(async move {
+            let rc = operator(&ctx).await?;
+            let id = tenant_id(rc, &ctx)?;
+            let before = {
+                let id = id.clone();
+                blocking(rc, move |kernel| kernel.system().tenant(&id)).await?
+            };
+            let info = blocking(rc, move |kernel| kernel.suspend_tenant(&id, suspend)).await?;
+            audit(rc, "tenant", named_id("tenant", info.id.as_str()), ChangeOp::Updated, tenant_diff(before.as_ref(), Some(&info))).await?;
+            Ok(Some(FieldValue::owned_any(info)))
+        })
+    })
+    .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
+    .description(description)
+}
+
+pub fn add_mutations(mutation: Object) -> Object {
+    tenant_mutations(mutation)
         .field(
             Field::new("logout", TypeRef::named_nn(TypeRef::BOOLEAN), |ctx| {
                 FieldFuture::new(async move {

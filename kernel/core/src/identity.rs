@@ -165,6 +165,16 @@ pub enum Credential {
     Session { hash: String, user: RecordId },
 }
 
+/// The record id under which the audit log files changes to something
+/// named by text rather than stored as a record (a role, an API key, a
+/// tenant): stable, so one thing's entries share an id.
+pub fn named_id(kind: &str, name: &str) -> RecordId {
+    let digest = Sha256::digest(format!("{kind}/{name}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    RecordId(u128::from_be_bytes(bytes))
+}
+
 pub(crate) fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
@@ -843,5 +853,68 @@ mod tests {
         assert!(verify_password("correct horse battery", &hash));
         assert!(!verify_password("correct horse batterY", &hash));
         assert!(!verify_password("anything", "not a hash"));
+    }
+}
+
+/// Tenant lifecycle beyond creation: suspension and deletion.
+impl SystemStore {
+    /// Suspends or resumes a tenant: a suspended tenant's keys and sessions
+    /// are refused and nobody can sign in until it is resumed.
+    pub fn set_suspended(&self, tenant: &TenantId, suspended: bool) -> Result<crate::system::TenantInfo> {
+        let txn = self.db.begin_write()?;
+        let info = {
+            let mut tenants = txn.open_table(crate::system::TENANTS)?;
+            let info: Option<crate::system::TenantInfo> = tenants.get(tenant.as_str())?.map(|bytes| from_json(bytes.value())).transpose()?;
+            let mut info = info.ok_or_else(|| Error::not_found(format!("no tenant '{tenant}'")))?;
+            info.suspended_at = if suspended { Some(info.suspended_at.unwrap_or_else(now_ms)) } else { None };
+            tenants.insert(tenant.as_str(), to_json(&info)?.as_slice())?;
+            info
+        };
+        txn.commit()?;
+        Ok(info)
+    }
+
+    /// Removes everything the system database holds about a tenant: the
+    /// tenant, its name, keys, users, sessions, roles, teams and plugin
+    /// enablements. The caller removes the tenant's file.
+    pub fn remove_tenant(&self, tenant: &TenantId) -> Result<crate::system::TenantInfo> {
+        let prefix = format!("{tenant}/");
+        let txn = self.db.begin_write()?;
+        let info = {
+            let mut tenants = txn.open_table(crate::system::TENANTS)?;
+            let info: Option<crate::system::TenantInfo> = tenants.remove(tenant.as_str())?.map(|bytes| from_json(bytes.value())).transpose()?;
+            let info = info.ok_or_else(|| Error::not_found(format!("no tenant '{tenant}'")))?;
+            txn.open_table(crate::system::TENANT_NAMES)?.remove(info.name.as_str())?;
+            info
+        };
+        fn drop_where<V: redb::Value + 'static>(
+            txn: &WriteTransaction,
+            table: TableDefinition<&'static str, V>,
+            keep: impl Fn(&str, &V::SelfType<'_>) -> bool,
+        ) -> Result<()> {
+            let mut table = txn.open_table(table)?;
+            let mut doomed = Vec::new();
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                if !keep(key.value(), &value.value()) {
+                    doomed.push(key.value().to_string());
+                }
+            }
+            for key in doomed {
+                table.remove(key.as_str())?;
+            }
+            Ok(())
+        }
+        let owned_by = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).ok().and_then(|v| v["tenant"].as_str().map(str::to_string));
+        let mine = Some(tenant.as_str().to_string());
+        drop_where(&txn, USER_EMAILS, |key, _| !key.starts_with(&prefix))?;
+        drop_where(&txn, USERS, |_, bytes| owned_by(bytes) != mine)?;
+        drop_where(&txn, SESSIONS, |_, bytes| owned_by(bytes) != mine)?;
+        drop_where(&txn, ROLES, |key, _| !key.starts_with(&prefix))?;
+        drop_where(&txn, TEAMS, |key, _| !key.starts_with(&prefix))?;
+        drop_where(&txn, crate::system::API_KEYS, |_, bytes| owned_by(bytes) != mine)?;
+        drop_where(&txn, crate::system::ENABLEMENTS, |key, _| !key.starts_with(&prefix))?;
+        txn.commit()?;
+        Ok(info)
     }
 }

@@ -129,6 +129,39 @@ impl Kernel {
         }
     }
 
+    /// Suspends (or resumes) a tenant. The `default` tenant, which holds
+    /// the instance's operators, cannot be suspended.
+    pub fn suspend_tenant(&self, id: &TenantId, suspended: bool) -> Result<TenantInfo> {
+        let info = self.system.tenant(id)?.ok_or_else(|| Error::not_found(format!("no tenant '{id}'")))?;
+        if suspended && info.name == DEFAULT_TENANT {
+            return Err(Error::invalid("the default tenant holds the instance's operators and cannot be suspended"));
+        }
+        self.system.set_suspended(id, suspended)
+    }
+
+    /// Deletes a tenant: its credentials, users and settings in the system
+    /// database, then its file. `confirm` must repeat the tenant's name.
+    /// Requests already running finish on the open store; nothing new
+    /// reaches it.
+    pub fn delete_tenant(&self, id: &TenantId, confirm: &str) -> Result<TenantInfo> {
+        let info = self.system.tenant(id)?.ok_or_else(|| Error::not_found(format!("no tenant '{id}'")))?;
+        if info.name == DEFAULT_TENANT {
+            return Err(Error::invalid("the default tenant holds the instance's operators and cannot be deleted"));
+        }
+        if confirm != info.name {
+            return Err(Error::invalid_field("confirm", format!("must repeat the tenant's name '{}'", info.name)));
+        }
+        let info = self.system.remove_tenant(id)?;
+        self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(id);
+        let path = self.data_dir.join("tenants").join(format!("{id}.redb"));
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(Error::internal(format!("could not remove {}: {error}", path.display()))),
+        }
+        Ok(info)
+    }
+
     /// The tenant stores currently open.
     pub fn open_tenants(&self) -> Vec<Arc<TenantStore>> {
         self.tenants.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect()

@@ -16,15 +16,15 @@ use crate::plugin::{Enablement, InstalledPlugin};
 use crate::ids::{TenantId, truncate};
 use crate::store::open_database;
 
-const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
-const TENANT_NAMES: TableDefinition<&str, &str> = TableDefinition::new("tenant_names");
+pub(crate) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+pub(crate) const TENANT_NAMES: TableDefinition<&str, &str> = TableDefinition::new("tenant_names");
 pub(crate) const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 /// `id@version` → installed plugin (JSON).
 const PLUGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugins");
 /// hash → component bytes.
 const PLUGIN_BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugin_blobs");
 /// `tenant/plugin` → enablement (JSON).
-const ENABLEMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugin_enablements");
+pub(crate) const ENABLEMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("plugin_enablements");
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantInfo {

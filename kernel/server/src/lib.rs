@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use crm_core::{Kernel, StoreOptions};
 
+mod admin;
 mod audit;
 #[cfg(unix)]
 mod backup;
@@ -85,6 +86,21 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Manage a tenant's users.
+    User {
+        #[command(subcommand)]
+        command: admin::UserCommand,
+    },
+    /// Manage a tenant's API keys.
+    Key {
+        #[command(subcommand)]
+        command: admin::KeyCommand,
+    },
+    /// Show a tenant's roles.
+    Role {
+        #[command(subcommand)]
+        command: admin::RoleCommand,
+    },
     /// Import records from a file.
     Import {
         #[command(subcommand)]
@@ -146,6 +162,17 @@ enum TenantCommand {
     },
     /// List tenants.
     List,
+    /// Suspend a tenant: its keys and sessions are refused until resumed.
+    Suspend { name: String },
+    /// Resume a suspended tenant.
+    Resume { name: String },
+    /// Delete a tenant and its database file.
+    Delete {
+        name: String,
+        /// Repeat the tenant's name.
+        #[arg(long)]
+        confirm: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -245,12 +272,25 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Tenant { command: TenantCommand::List } => {
             let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
             let tenants = kernel.system().tenants().map_err(|error| anyhow::anyhow!(error.message))?;
-            println!("{:<28} {:<30} CREATED", "ID", "NAME");
+            println!("{:<28} {:<30} {:<26} STATE", "ID", "NAME", "CREATED");
             for tenant in tenants {
-                println!("{:<28} {:<30} {}", tenant.id, tenant.name, crm_core::normalize::format_datetime(tenant.created_at));
+                let state = if tenant.suspended_at.is_some() { "suspended" } else { "active" };
+                println!("{:<28} {:<30} {:<26} {state}", tenant.id, tenant.name, crm_core::normalize::format_datetime(tenant.created_at));
             }
             Ok(())
         }
+        Command::Tenant { command: TenantCommand::Suspend { name } } => {
+            admin::tenant_state(&cli.data_dir, &name, admin::TenantChange::Suspend(true)).await
+        }
+        Command::Tenant { command: TenantCommand::Resume { name } } => {
+            admin::tenant_state(&cli.data_dir, &name, admin::TenantChange::Suspend(false)).await
+        }
+        Command::Tenant { command: TenantCommand::Delete { name, confirm } } => {
+            admin::tenant_state(&cli.data_dir, &name, admin::TenantChange::Delete { confirm: &confirm }).await
+        }
+        Command::User { command } => admin::user(&cli.data_dir, command).await,
+        Command::Key { command } => admin::key(&cli.data_dir, command).await,
+        Command::Role { command } => admin::role(&cli.data_dir, command).await,
         Command::Import { command: ImportCommand::Contacts { file, tenant } } => {
             let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
             import::contacts(&kernel, &tenant, &file).await
