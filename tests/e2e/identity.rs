@@ -255,3 +255,31 @@ async fn failed_sign_ins_are_throttled_per_account_and_per_address() {
     assert_eq!(address_locked.status, 429, "{}", address_locked.text);
     assert_eq!(single_code(&address_locked.json()), "RATE_LIMITED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_changes_record_their_time_and_source() {
+    let server = Server::start(&["--no-bundled-plugins"]).await;
+    let created = server
+        .ok("mutation { createContact(input: {firstName: \"Opt\", emailOptIn: true}) { id emailOptIn emailOptInAt emailOptInSource smsOptInAt } }", json!({}))
+        .await;
+    let contact = &created["createContact"];
+    assert_eq!(contact["emailOptIn"], true);
+    assert!(contact["emailOptInAt"].is_string(), "{contact}");
+    assert!(contact["emailOptInSource"].as_str().expect("source").starts_with("api-key:"), "{contact}");
+    assert!(contact["smsOptInAt"].is_null(), "no SMS consent was given: {contact}");
+    let id = contact["id"].as_str().expect("id").to_string();
+
+    let unchanged = server
+        .ok("mutation($id: ID!) { updateContact(id: $id, input: {lastName: \"Out\"}) { emailOptInAt } }", json!({ "id": id }))
+        .await;
+    assert_eq!(unchanged["updateContact"]["emailOptInAt"], contact["emailOptInAt"], "other changes leave consent alone");
+    let withdrawn = server
+        .ok(
+            "mutation($id: ID!) { updateContact(id: $id, input: {emailOptIn: false, emailOptInSource: \"unsubscribe link\", emailOptInAt: \"2026-01-02T03:04:05Z\"}) { emailOptIn emailOptInAt emailOptInSource } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(withdrawn["updateContact"]["emailOptIn"], false);
+    assert_eq!(withdrawn["updateContact"]["emailOptInSource"], "unsubscribe link");
+    assert_eq!(withdrawn["updateContact"]["emailOptInAt"], "2026-01-02T03:04:05.000Z");
+}

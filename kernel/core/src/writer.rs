@@ -93,6 +93,27 @@ pub struct Applied {
     pub op: Option<ChangeOp>,
 }
 
+/// Consent on contacts: when `email_opt_in` or `sms_opt_in` changes, the
+/// time and source of the change are recorded with it (the write may give
+/// its own; the source defaults to who made the change).
+fn consent_rules(now: i64, actor: &str, before: Option<&Record>, record: &mut Record, patch: &Fields) {
+    for channel in ["email", "sms"] {
+        let flag = format!("{channel}_opt_in");
+        let changed = patch.contains_key(&flag) && before.is_none_or(|before| before.get(&flag) != record.get(&flag));
+        if !changed {
+            continue;
+        }
+        let at = format!("{channel}_opt_in_at");
+        let source = format!("{channel}_opt_in_source");
+        if !patch.contains_key(&at) {
+            record.fields.insert(at, Value::Int(now));
+        }
+        if !patch.contains_key(&source) {
+            record.fields.insert(source, Value::Text(actor.to_string()));
+        }
+    }
+}
+
 /// Checks a request against the metadata and normalizes its values. Runs on
 /// the caller's thread so the writer only does what needs the transaction.
 pub fn prepare(metadata: &Metadata, mut request: WriteRequest) -> Result<WriteRequest> {
@@ -503,6 +524,8 @@ struct Tx<'t> {
     now: i64,
     /// Id for the first record created (seeding needs to know it up front).
     fixed_first_id: Option<RecordId>,
+    /// Who makes the current change: the default source of consent changes.
+    actor: String,
 }
 
 impl<'t> Tx<'t> {
@@ -522,6 +545,7 @@ impl<'t> Tx<'t> {
             logged: Vec::new(),
             now: now_ms(),
             fixed_first_id: None,
+            actor: String::new(),
         })
     }
 
@@ -754,6 +778,7 @@ impl<'t> Tx<'t> {
     }
 
     fn apply_one(&mut self, request: &WriteRequest, mutation: &Mutation) -> Result<Applied> {
+        self.actor.clone_from(&request.actor.0);
         match mutation {
             Mutation::Create { object, fields } => self.create(request, self.object(object)?, fields),
             Mutation::Update { object, id, fields, expected_version } => {
@@ -898,6 +923,10 @@ impl<'t> Tx<'t> {
     /// stage must belong to it, the probability follows the stage unless set
     /// explicitly, and the expected amount is amount × probability.
     fn object_rules(&mut self, object: &ObjectDef, before: Option<&Record>, record: &mut Record, patch: &Fields) -> Result<()> {
+        if object.name == "contact" {
+            consent_rules(self.now, &self.actor, before, record, patch);
+            return Ok(());
+        }
         if object.name != "deal" {
             return Ok(());
         }
