@@ -7,6 +7,7 @@ mod support;
 mod audit;
 mod backup;
 mod bad_input;
+mod custom_fields;
 mod durability;
 mod graphql;
 mod identity;

@@ -1,14 +1,23 @@
-//! `crm import contacts FILE.csv --tenant T`: upsert by email.
+//! `crm import contacts FILE --tenant T`: upsert by email.
+//!
+//! FILE is CSV with a header row, or the JSON lines `crm export` writes
+//! (a `.jsonl`/`.ndjson` file, or one whose first character is `{`): its
+//! contact lines are imported, other objects' lines and deleted contacts
+//! are skipped. Every field of the tenant's contacts can be given, custom
+//! fields included; plugin rules run as for any write.
 //!
 //! Each row is its own write request, submitted a thousand at a time so the
 //! group-commit writer applies them in few transactions while a bad row
 //! fails alone. Column names are checked before anything is written.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use crm_core::metadata::ObjectDef;
 use crm_core::{Actor, Fields, Kernel, Mutation, Value, WriteRequest};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value as Json;
 
 const CHUNK: usize = 1000;
 /// Rejections listed in full before the summary only counts them.
@@ -18,6 +27,9 @@ pub async fn contacts(kernel: &Kernel, tenant: &str, file: &Path) -> Result<()> 
     let info = kernel.system().find_tenant(tenant).map_err(|error| anyhow::anyhow!(error.message))?;
     let store = kernel.tenant(&info.id).map_err(|error| anyhow::anyhow!(error.message))?;
     let object = store.object("contact").map_err(|error| anyhow::anyhow!(error.message))?.clone();
+    if is_json_lines(file)? {
+        return json_lines(&store, &info.name, &object, file).await;
+    }
     let total_bytes = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
     let mut reader = csv::ReaderBuilder::new()
         .flexible(false)
@@ -40,8 +52,7 @@ pub async fn contacts(kernel: &Kernel, tenant: &str, file: &Path) -> Result<()> 
 
     let progress = ProgressBar::new(total_bytes);
     progress.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let (mut created, mut updated, mut unchanged) = (0u64, 0u64, 0u64);
     let mut rejected: Vec<(u64, String)> = Vec::new();
@@ -53,7 +64,9 @@ pub async fn contacts(kernel: &Kernel, tenant: &str, file: &Path) -> Result<()> 
         if let Some(row) = next {
             let line = row.as_ref().ok().and_then(|row| row.position()).map(|p| p.line()).unwrap_or(0);
             match row {
-                Err(error) => rejected.push((error.position().map(|p| p.line()).unwrap_or(line), format!("unreadable row: {error}"))),
+                Err(error) => {
+                    rejected.push((error.position().map(|p| p.line()).unwrap_or(line), format!("unreadable row: {error}")))
+                }
                 Ok(row) => {
                     let mut fields = Fields::new();
                     for (column, cell) in columns.iter().zip(row.iter()) {
@@ -87,6 +100,19 @@ pub async fn contacts(kernel: &Kernel, tenant: &str, file: &Path) -> Result<()> 
         }
     }
     progress.finish_and_clear();
+    report(&info.name, Counts { created, updated, unchanged }, rejected);
+    Ok(())
+}
+
+#[derive(Default)]
+struct Counts {
+    created: u64,
+    updated: u64,
+    unchanged: u64,
+}
+
+fn report(tenant: &str, counts: Counts, mut rejected: Vec<(u64, String)>) {
+    let Counts { created, updated, unchanged } = counts;
     rejected.sort_by_key(|(line, _)| *line);
     for (line, reason) in rejected.iter().take(SHOWN_REJECTIONS) {
         println!("line {line}: rejected: {reason}");
@@ -94,6 +120,122 @@ pub async fn contacts(kernel: &Kernel, tenant: &str, file: &Path) -> Result<()> 
     if rejected.len() > SHOWN_REJECTIONS {
         println!("… and {} more rejected rows", rejected.len() - SHOWN_REJECTIONS);
     }
-    println!("imported into tenant '{}': {created} created, {updated} updated, {unchanged} unchanged, {} rejected", info.name, rejected.len());
+    println!(
+        "imported into tenant '{tenant}': {created} created, {updated} updated, {unchanged} unchanged, {} rejected",
+        rejected.len()
+    );
+}
+
+/// JSON lines: by extension, else by a first character `{`.
+fn is_json_lines(file: &Path) -> Result<bool> {
+    let extension = file.extension().and_then(|extension| extension.to_str()).unwrap_or_default().to_ascii_lowercase();
+    if matches!(extension.as_str(), "jsonl" | "ndjson") {
+        return Ok(true);
+    }
+    if extension == "csv" {
+        return Ok(false);
+    }
+    let mut start = [0u8; 64];
+    let read = std::fs::File::open(file)
+        .and_then(|mut handle| handle.read(&mut start))
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(start[..read].iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{'))
+}
+
+/// A JSON value of an exported field as the loose value `normalize` checks
+/// against the field's type (date-times come as RFC 3339 text).
+fn from_json(json: &Json) -> Option<Value> {
+    Some(match json {
+        Json::Null => return None,
+        Json::Bool(flag) => Value::Bool(*flag),
+        Json::Number(number) => match number.as_i64() {
+            Some(int) => Value::Int(int),
+            None => Value::Float(number.as_f64()?),
+        },
+        Json::String(text) => Value::Text(text.clone()),
+        Json::Array(items) => Value::List(items.iter().map(|item| item.as_str().map(str::to_string)).collect::<Option<_>>()?),
+        Json::Object(_) => return None,
+    })
+}
+
+/// The fields of one exported contact line, or why it cannot be imported.
+/// Kernel-computed fields are left out: the kernel computes them again.
+fn contact_fields(object: &ObjectDef, fields: &serde_json::Map<String, Json>) -> std::result::Result<Fields, String> {
+    let mut out = Fields::new();
+    for (name, json) in fields {
+        let Some(field) = object.field(name) else {
+            return Err(format!("{name}: contact has no field '{name}'"));
+        };
+        if field.computed {
+            continue;
+        }
+        match from_json(json) {
+            Some(value) => {
+                out.insert(name.clone(), value);
+            }
+            None if json.is_null() => {}
+            None => return Err(format!("{name}: {json} is not a value of a field")),
+        }
+    }
+    if out.get("email").is_none_or(Value::is_null) {
+        return Err("email: is required: contacts are matched by email".into());
+    }
+    Ok(out)
+}
+
+async fn json_lines(store: &crm_core::TenantStore, tenant: &str, object: &ObjectDef, file: &Path) -> Result<()> {
+    let reader = BufReader::new(std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?);
+    let mut counts = Counts::default();
+    let (mut other_objects, mut deleted) = (0u64, 0u64);
+    let mut rejected: Vec<(u64, String)> = Vec::new();
+    let mut chunk: Vec<(u64, WriteRequest)> = Vec::with_capacity(CHUNK);
+    let mut lines = reader.lines().enumerate();
+    loop {
+        let next = lines.next();
+        let done = next.is_none();
+        if let Some((index, line)) = next {
+            let number = index as u64 + 1;
+            let line = line.with_context(|| format!("cannot read line {number} of {}", file.display()))?;
+            if !line.trim().is_empty() {
+                match serde_json::from_str::<Json>(&line) {
+                    Err(error) => rejected.push((number, format!("not a JSON line of an export: {error}"))),
+                    Ok(entry) if entry["object"] != "contact" => other_objects += 1,
+                    Ok(entry) if !entry["deleted_at"].is_null() => deleted += 1,
+                    Ok(entry) => match entry["fields"]
+                        .as_object()
+                        .ok_or_else(|| "no 'fields' object".to_string())
+                        .and_then(|fields| contact_fields(object, fields))
+                    {
+                        Err(reason) => rejected.push((number, reason)),
+                        Ok(fields) => {
+                            let mutation = Mutation::Upsert { object: "contact".into(), key: "email".into(), fields };
+                            chunk.push((number, WriteRequest::new(Actor::cli(), vec![mutation])));
+                        }
+                    },
+                }
+            }
+        }
+        if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {
+            let numbers: Vec<u64> = chunk.iter().map(|(number, _)| *number).collect();
+            let requests = chunk.drain(..).map(|(_, request)| request).collect();
+            for (number, result) in numbers.into_iter().zip(store.write_each(requests).await) {
+                match result {
+                    Ok(applied) => match applied.first().and_then(|applied| applied.op) {
+                        Some(crm_core::ChangeOp::Created) => counts.created += 1,
+                        Some(_) => counts.updated += 1,
+                        None => counts.unchanged += 1,
+                    },
+                    Err(error) => rejected.push((number, error.message)),
+                }
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    if other_objects + deleted > 0 {
+        println!("skipped {other_objects} lines of other objects and {deleted} deleted contacts");
+    }
+    report(tenant, counts, rejected);
     Ok(())
 }

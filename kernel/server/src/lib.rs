@@ -177,8 +177,10 @@ enum TenantCommand {
 
 #[derive(Subcommand)]
 enum ImportCommand {
-    /// Upsert contacts by email from a CSV file with a header row. Columns are
-    /// contact fields in snake_case or camelCase (first_name, email, lifecycleStage, …).
+    /// Upsert contacts by email from a CSV file with a header row (columns are
+    /// contact fields in snake_case or camelCase: first_name, email,
+    /// lifecycleStage, …) or from the JSON lines `crm export` writes (other
+    /// objects and deleted contacts are skipped).
     Contacts {
         file: PathBuf,
         /// Tenant name or id.

@@ -11,13 +11,21 @@
 use crm_plugin_sdk::prelude::*;
 use crm_plugin_sdk::serde_json::{self, json};
 
+use crate::convert;
 use crate::definition::{Definition, FieldType};
+use crate::formula::FormulaType;
+use crate::formulas;
+use crate::jobs;
 use crate::names;
+use crate::rules::Rules;
 use crate::store;
 
 /// How many pages of 500 records the duplicate check reads before it
 /// leaves the rest to the kernel's index build.
 const MAX_SCAN_PAGES: usize = 20;
+/// How many pages of 500 records a type change may read to check that
+/// every stored value converts.
+const MAX_SURVEY_PAGES: usize = 40;
 
 fn definition_inputs(action: ActionDecl, type_required: bool) -> ActionDecl {
     let types = FieldType::ALL.map(FieldType::as_str);
@@ -26,7 +34,7 @@ fn definition_inputs(action: ActionDecl, type_required: bool) -> ActionDecl {
         field_type = field_type.required();
     } else {
         field_type = field_type.description(
-            "A new type; only changes that need no conversion of stored values: text to long_text, and email, url, phone or single_select to text or long_text",
+            "A new type; stored values are converted, and the change is refused when any of them does not convert losslessly",
         );
     }
     object_and_name(action)
@@ -48,6 +56,13 @@ fn definition_inputs(action: ActionDecl, type_required: bool) -> ActionDecl {
         ))
         .input(FieldDecl::text("target").description("The object a relation points to"))
         .input(FieldDecl::text("currency").description("ISO 4217 code set when an amount comes without one (currency fields)"))
+        .input(FieldDecl::long_text("formula").description(
+            "The expression a formula field computes from the record's fields, e.g. if(amount > 1000, 'large', 'small')",
+        ))
+        .input(
+            FieldDecl::enumeration("formula_type", FormulaType::ALL.map(FormulaType::as_str))
+                .description("What a formula field's expression gives"),
+        )
         .output(field_output())
 }
 
@@ -134,11 +149,27 @@ fn define(input: &Fields) -> Result<Fields> {
         return Err(Error::msg(format!("name: {object}.{name} is already a custom field{hint}")));
     }
     check_name_free(&definition, &existing)?;
+    check_formulas(&definition, &existing)?;
     if store::count()? >= store::MAX_FIELDS {
         return Err(Error::msg(format!("a tenant may have at most {} custom fields (archived ones count)", store::MAX_FIELDS)));
     }
     check_against_records(&definition, None)?;
-    save(definition)
+    let formula = definition.field_type == FieldType::Formula;
+    let (object, name) = (definition.object.clone(), definition.name.clone());
+    let output = save(definition)?;
+    if formula {
+        jobs::schedule_computation(&object, &name)?;
+    }
+    Ok(output)
+}
+
+/// The object's formulas, with `definition` in place of its stored
+/// version, must type-check and be free of cycles.
+fn check_formulas(definition: &Definition, existing: &[Definition]) -> Result<()> {
+    // First, so that a cycle is reported from the field being changed.
+    let mut all = vec![definition.clone()];
+    all.extend(existing.iter().filter(|other| other.name != definition.name).cloned());
+    formulas::check_object(&definition.object, &all).map(|_| ())
 }
 
 fn change(input: &Fields) -> Result<Fields> {
@@ -150,19 +181,23 @@ fn change(input: &Fields) -> Result<Fields> {
         return Err(Error::msg(format!("name: {object}.{name} is archived; restore it with restore-field first")));
     }
     let mut next = previous.clone();
+    let mut retyped = false;
     if let Some(text) = input.text("type") {
         let to = field_type(text)?;
         if to != previous.field_type {
-            if !previous.field_type.converts_to(to) {
+            let (from_name, to_name) = (previous.field_type.as_str().to_ascii_uppercase(), to.as_str().to_ascii_uppercase());
+            convert::plan(previous.field_type, to).map_err(|reason| {
+                Error::msg(format!("type: cannot change {object}.{name} from {from_name} to {to_name}: {reason}"))
+            })?;
+            if let Some(from) = previous.converting_from {
                 return Err(Error::msg(format!(
-                    "type: cannot change {} to {}: stored values would need converting, which this version does not do \
-                     (allowed: text to long_text; email, url, phone or single_select to text or long_text)",
-                    previous.field_type.as_str(),
-                    to.as_str()
+                    "type: the values of {object}.{name} are still being converted from {}; try again shortly",
+                    from.as_str().to_ascii_uppercase()
                 )));
             }
             next.field_type = to;
             next.keep_applicable_rules();
+            retyped = true;
         }
     }
     next.apply(input)?;
@@ -170,8 +205,60 @@ fn change(input: &Fields) -> Result<Fields> {
     if next == previous {
         return Ok(output(&next));
     }
+    check_formulas(&next, &store::of_object(object)?)?;
+    let mut convert_values = false;
+    if retyped {
+        let survey = survey(&previous, &next)?;
+        if let Some(refusal) = survey.refusal(&previous, &next) {
+            return Err(Error::msg(refusal));
+        }
+        if survey.to_convert > 0 {
+            next.converting_from = Some(previous.field_type);
+            convert_values = true;
+        }
+    }
     check_against_records(&next, Some(&previous))?;
-    save(next)
+    let recompute =
+        next.field_type == FieldType::Formula && (next.formula != previous.formula || next.formula_type != previous.formula_type);
+    let output = save(next)?;
+    if convert_values {
+        jobs::schedule_conversion(object, name)?;
+    }
+    if recompute {
+        jobs::schedule_computation(object, name)?;
+    }
+    Ok(output)
+}
+
+/// Reads every stored value of `previous`'s field and counts what
+/// converting it to `next`'s type would do.
+fn survey(previous: &Definition, next: &Definition) -> Result<convert::Survey> {
+    let (object, name) = (previous.object.as_str(), previous.name.as_str());
+    let rules = Rules::new(next.clone())?;
+    let filter = json!({ name: { "isNull": false } }).to_string();
+    let mut survey = convert::Survey::default();
+    let mut after: Option<String> = None;
+    for _ in 0..MAX_SURVEY_PAGES {
+        let page = match records::query(object, &filter, &[], 500, after.as_deref()) {
+            Ok(page) => page,
+            Err(error) if unknown_field(&error) => return Ok(survey),
+            Err(error) => return Err(error),
+        };
+        for record in &page.records {
+            if let Some(value) = record.get(name) {
+                survey.add(previous.field_type, &rules, value);
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(survey),
+        }
+    }
+    Err(Error::msg(format!(
+        "type: {object}.{name} has values in more than {} records, more than one change can check; \
+         define a new field and copy the values instead",
+        MAX_SURVEY_PAGES * 500
+    )))
 }
 
 fn set_archived(input: &Fields, archived: bool) -> Result<Fields> {
@@ -190,6 +277,8 @@ fn set_archived(input: &Fields, archived: bool) -> Result<Fields> {
         check_against_records(&definition, None)?;
     }
     definition.archived = archived;
+    // A formula may not lose a field it reads.
+    check_formulas(&definition, &store::of_object(object)?)?;
     save(definition)
 }
 

@@ -6,6 +6,7 @@ use crm_plugin_sdk::FieldExtension;
 use crm_plugin_sdk::prelude::*;
 use crm_plugin_sdk::serde::{Deserialize, Serialize};
 
+use crate::formula::{self, FormulaType, Kind};
 use crate::names;
 use crate::options::{self, SelectOption};
 use crate::rules;
@@ -30,10 +31,13 @@ pub enum FieldType {
     Phone,
     /// A reference to a record of `target`.
     Relation,
+    /// Computed from the record's other fields on every write
+    /// (`formula`, `formula_type`).
+    Formula,
 }
 
 impl FieldType {
-    pub const ALL: [FieldType; 14] = [
+    pub const ALL: [FieldType; 15] = [
         FieldType::Text,
         FieldType::LongText,
         FieldType::Integer,
@@ -48,6 +52,7 @@ impl FieldType {
         FieldType::Url,
         FieldType::Phone,
         FieldType::Relation,
+        FieldType::Formula,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +71,7 @@ impl FieldType {
             FieldType::Url => "url",
             FieldType::Phone => "phone",
             FieldType::Relation => "relation",
+            FieldType::Formula => "formula",
         }
     }
 
@@ -90,14 +96,10 @@ impl FieldType {
 
     /// Whether a kernel unique index makes sense (and works) for the type.
     fn can_be_unique(self) -> bool {
-        !matches!(self, FieldType::Boolean | FieldType::MultiSelect | FieldType::LongText | FieldType::Currency)
-    }
-
-    /// Whether values stored as `self` are valid as `to` without any
-    /// conversion: the only type changes allowed in this version.
-    pub fn converts_to(self, to: FieldType) -> bool {
-        use FieldType::*;
-        self == to || matches!((self, to), (Text, LongText) | (Email | Url | Phone | SingleSelect, Text | LongText))
+        !matches!(
+            self,
+            FieldType::Boolean | FieldType::MultiSelect | FieldType::LongText | FieldType::Currency | FieldType::Formula
+        )
     }
 }
 
@@ -138,6 +140,16 @@ pub struct Definition {
     /// The currency code set when an amount comes without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
+    /// A formula field's expression (see [`crate::formula`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formula: Option<String>,
+    /// What a formula field's expression gives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formula_type: Option<FormulaType>,
+    /// The type the field had before its last type change, while stored
+    /// values are still being converted (see [`crate::convert`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converting_from: Option<FieldType>,
     /// Hidden from the schema; stored values stay.
     #[serde(default)]
     pub archived: bool,
@@ -150,6 +162,7 @@ pub struct Definition {
 const MAX_LABEL_CHARS: usize = 200;
 const MAX_DESCRIPTION_CHARS: usize = 1000;
 const MAX_REGEX_LEN: usize = 1000;
+const MAX_FORMULA_CHARS: usize = 2000;
 const CURRENCY_SUFFIX: &str = "_currency";
 const RELATION_SUFFIX: &str = "_id";
 
@@ -187,6 +200,9 @@ impl Definition {
             options: Vec::new(),
             target: None,
             currency: None,
+            formula: None,
+            formula_type: None,
+            converting_from: None,
             archived: false,
             created_at: now,
             updated_at: now,
@@ -228,6 +244,11 @@ impl Definition {
         if ty != FieldType::Currency {
             self.currency = None;
         }
+        if ty != FieldType::Formula {
+            (self.formula, self.formula_type) = (None, None);
+        } else {
+            (self.required, self.default) = (false, None);
+        }
         if !ty.can_be_unique() {
             self.unique = false;
         }
@@ -262,6 +283,16 @@ impl Definition {
                 }
                 "target" => self.target = text(),
                 "currency" => self.currency = text().map(|code| code.to_ascii_uppercase()),
+                "formula" => self.formula = text(),
+                "formula_type" => {
+                    self.formula_type = match text() {
+                        None => None,
+                        Some(text) => Some(FormulaType::parse(&text).ok_or_else(|| {
+                            let types: Vec<&str> = FormulaType::ALL.iter().map(|ty| ty.as_str()).collect();
+                            Error::msg(format!("formula_type: '{text}' is not one of {}", types.join(", ")))
+                        })?),
+                    }
+                }
                 other => return Err(Error::msg(format!("{other}: is not an input of this action"))),
             }
         }
@@ -358,6 +389,7 @@ impl Definition {
                 return Err(Error::msg(format!("currency: '{code}' is not an ISO 4217 code (three letters such as EUR)")));
             }
         }
+        self.check_formula()?;
         if self.unique && !ty.can_be_unique() {
             return Err(Error::msg(format!("unique: a {} field cannot be unique", ty.as_str())));
         }
@@ -371,6 +403,65 @@ impl Definition {
                 .map_err(|violation| Error::msg(format!("default: '{default}' breaks {}", violation.message)))?;
         }
         Ok(())
+    }
+
+    /// The formula options on their own: present exactly on a formula
+    /// field, and the expression free of syntax errors. Whether its fields
+    /// exist and its types fit is checked against the other definitions
+    /// ([`crate::formulas::check_object`]).
+    fn check_formula(&self) -> Result<()> {
+        if self.field_type != FieldType::Formula {
+            if self.formula.is_some() {
+                return Err(Error::msg(format!("formula: applies only to formula fields, not {}", self.field_type.as_str())));
+            }
+            if self.formula_type.is_some() {
+                return Err(Error::msg(format!(
+                    "formula_type: applies only to formula fields, not {}",
+                    self.field_type.as_str()
+                )));
+            }
+            return Ok(());
+        }
+        let Some(source) = &self.formula else {
+            return Err(Error::msg(format!("formula: {} is a formula field and needs a formula", self.name)));
+        };
+        if self.formula_type.is_none() {
+            return Err(Error::msg(format!(
+                "formula_type: {} needs the type its formula gives: number, text, boolean or date",
+                self.name
+            )));
+        }
+        if source.chars().count() > MAX_FORMULA_CHARS {
+            return Err(Error::msg(format!("formula: at most {MAX_FORMULA_CHARS} characters")));
+        }
+        if self.required {
+            return Err(Error::msg("required: a formula field is computed, it cannot be required"));
+        }
+        if self.default.is_some() {
+            return Err(Error::msg("default: a formula field is computed, it cannot have a default"));
+        }
+        formula::parse(source).map_err(|error| Error::msg(format!("formula: {}.{} {error}", self.object, self.name)))?;
+        Ok(())
+    }
+
+    /// The kind of value a formula reading this field sees, or why it
+    /// cannot read it.
+    pub fn kind(&self) -> std::result::Result<Kind, String> {
+        Ok(match self.field_type {
+            FieldType::Text
+            | FieldType::LongText
+            | FieldType::Email
+            | FieldType::Url
+            | FieldType::Phone
+            | FieldType::SingleSelect
+            | FieldType::Relation => Kind::Text,
+            FieldType::Integer | FieldType::Decimal | FieldType::Currency => Kind::Number,
+            FieldType::Date => Kind::Date,
+            FieldType::Datetime => Kind::Datetime,
+            FieldType::Boolean => Kind::Boolean,
+            FieldType::MultiSelect => return Err(format!("{} is a multi_select field, which formulas cannot read", self.name)),
+            FieldType::Formula => self.formula_type.map_or(Kind::Null, FormulaType::kind),
+        })
     }
 
     /// The kernel fields: what `tenant_schema` returns for an active field.
@@ -397,7 +488,19 @@ impl Definition {
             FieldType::Url => FieldDecl::url(name),
             FieldType::Phone => FieldDecl::phone(name),
             FieldType::Relation => FieldDecl::reference(name, self.target.clone().unwrap_or_default()).indexed(),
+            FieldType::Formula => match self.formula_type.unwrap_or(FormulaType::Text) {
+                FormulaType::Number => FieldDecl::float(name),
+                FormulaType::Text => FieldDecl::text(name),
+                FormulaType::Boolean => FieldDecl::boolean(name),
+                FormulaType::Date => FieldDecl::date(name),
+            },
         };
+        if let Some(source) = &self.formula {
+            if !description.is_empty() {
+                description.push(' ');
+            }
+            description.push_str(&format!("(computed: {source})"));
+        }
         // `required` stays the plugin's rule, not the kernel's: the kernel
         // would check it before this plugin patches in a default, and
         // would make the field non-null in GraphQL output although records
@@ -475,19 +578,39 @@ mod tests {
     }
 
     #[test]
-    fn only_conversion_free_type_changes_are_allowed() {
-        use FieldType::*;
-        assert!(Text.converts_to(LongText) && Email.converts_to(Text) && SingleSelect.converts_to(LongText));
-        for (from, to) in [
-            (LongText, Text),
-            (Text, Email),
-            (Integer, Decimal),
-            (Decimal, Integer),
-            (SingleSelect, MultiSelect),
-            (Date, Datetime),
-        ] {
-            assert!(!from.converts_to(to), "{from:?} -> {to:?}");
-        }
+    fn formula_options_belong_to_formula_fields() {
+        let formula = |input: Fields| check(field(FieldType::Formula), input);
+        let total = formula(Fields::new().with("formula", "a * 2").with("formula_type", "NUMBER")).unwrap();
+        assert_eq!((total.formula.as_deref(), total.formula_type), (Some("a * 2"), Some(FormulaType::Number)));
+        assert_eq!(total.extensions()[0].field.kind, crm_plugin_sdk::FieldKind::Float);
+        assert!(total.extensions()[0].field.description.contains("(computed: a * 2)"));
+        refused(
+            field(FieldType::Formula),
+            Fields::new().with("formula_type", "number"),
+            "formula: x is a formula field and needs a formula",
+        );
+        refused(field(FieldType::Formula), Fields::new().with("formula", "1"), "formula_type: x needs the type");
+        refused(
+            field(FieldType::Formula),
+            Fields::new().with("formula", "1").with("formula_type", "money"),
+            "formula_type: 'money' is not one of",
+        );
+        refused(
+            field(FieldType::Formula),
+            Fields::new().with("formula", "(a + 1").with("formula_type", "number"),
+            "formula: contact.x at position 7: expected ')', found the end of the formula",
+        );
+        refused(
+            field(FieldType::Formula),
+            Fields::new().with("formula", "1").with("formula_type", "number").with("default", "2"),
+            "default: a formula field is computed",
+        );
+        refused(
+            field(FieldType::Formula),
+            Fields::new().with("formula", "1").with("formula_type", "number").with("unique", true),
+            "unique: a formula field cannot be unique",
+        );
+        refused(field(FieldType::Text), Fields::new().with("formula", "1"), "formula: applies only to formula fields");
     }
 
     #[test]

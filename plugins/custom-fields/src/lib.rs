@@ -18,6 +18,12 @@
 //!   the kernel does not know ([`rules`]): defaults, required, min/max,
 //!   lengths, regex, select options and currency codes. A rejection names
 //!   the field and the rule: `shoe_size: min: must be at least 30`.
+//! - The same hook computes formula fields ([`formula`], [`formulas`]) from
+//!   the record as it will be written and refuses a client's value for one.
+//! - A type change converts stored values ([`convert`]) once every one of
+//!   them converts losslessly; values are rewritten, and new formulas
+//!   computed for existing records, by a timer the action schedules (the
+//!   kernel applies the new schema only after the action returns).
 //!
 //! ```
 //! use crm_plugin_custom_fields::CustomFields;
@@ -43,7 +49,11 @@ use crm_plugin_sdk::prelude::*;
 use crm_plugin_sdk::serde_json::json;
 
 pub mod actions;
+pub mod convert;
 pub mod definition;
+pub mod formula;
+pub mod formulas;
+mod jobs;
 pub mod names;
 pub mod options;
 pub mod rules;
@@ -60,6 +70,7 @@ impl Plugin for CustomFields {
             .description("Custom fields on the standard objects: typed, validated and in the GraphQL schema, per tenant")
             .kv()
             .schema()
+            .timers()
             .config_schema(json!({"type": "object", "properties": {}, "additionalProperties": false}));
         for object in names::OBJECTS {
             // Every field: the custom fields are named at run time. Create
@@ -84,7 +95,7 @@ impl Plugin for CustomFields {
 
     fn before_write(&self, _ctx: &Ctx, changes: &[Change]) -> Result<Vec<Decision>> {
         // Definitions are read once per object and batch.
-        let mut by_object: BTreeMap<&str, Vec<rules::Rules>> = BTreeMap::new();
+        let mut by_object: BTreeMap<&str, (Vec<rules::Rules>, formulas::Formulas)> = BTreeMap::new();
         let now = OnceCell::new();
         let mut decisions = Vec::with_capacity(changes.len());
         for change in changes {
@@ -94,20 +105,33 @@ impl Plugin for CustomFields {
             }
             let object = change.object();
             if !by_object.contains_key(object) {
-                let active = store::of_object(object)?
+                let definitions = store::of_object(object)?;
+                // Checked when defined; a formula that no longer checks
+                // (its definitions edited outside the actions) computes
+                // nothing rather than failing writes.
+                let formulas = formulas::check_object(object, &definitions).unwrap_or_else(|error| {
+                    warn!("formulas of {object} are not computed: {error}");
+                    formulas::Formulas::default()
+                });
+                let active = definitions
                     .into_iter()
                     .filter(|definition| !definition.archived)
                     .map(rules::Rules::new)
                     .collect::<Result<Vec<_>>>()?;
-                by_object.insert(object, active);
+                by_object.insert(object, (active, formulas));
             }
-            decisions.push(rules::judge(change, &by_object[object], &now));
+            let (rules, formulas) = &by_object[object];
+            decisions.push(rules::judge(change, rules, formulas, &now));
         }
         Ok(decisions)
     }
 
     fn invoke(&self, _ctx: &Ctx, action: &str, input: &Fields) -> Result<Fields> {
         actions::invoke(action, input)
+    }
+
+    fn on_timer(&self, _ctx: &Ctx, key: &str, payload: &[u8]) -> Result<()> {
+        jobs::run(key, payload)
     }
 }
 

@@ -1,6 +1,8 @@
 //! The objects custom fields may be added to and the names already taken
 //! on them.
 
+use crate::formula::Kind;
+
 /// The standard objects this plugin hooks and may read and write: custom
 /// fields are offered on these. Objects declared by other plugins are not
 /// offered yet: a manifest cannot ask for access to objects that do not
@@ -96,6 +98,31 @@ fn standard_fields(object: &str) -> &'static [&'static str] {
         ],
         _ => &[],
     }
+}
+
+/// What a formula on `object` sees when it reads the standard or system
+/// field `name`: `None` if there is no such field.
+pub fn standard_kind(object: &str, name: &str) -> Option<Result<Kind, String>> {
+    if SYSTEM_FIELDS.contains(&name) {
+        return Some(Err(format!("{name} is a system field, which formulas cannot read")));
+    }
+    if !standard_fields(object).contains(&name) {
+        return None;
+    }
+    Some(Ok(match (object, name) {
+        ("company", "employees" | "annual_revenue")
+        | ("contact", "lead_score")
+        | ("pipeline_stage", "position" | "probability")
+        | ("deal", "amount" | "probability" | "expected_amount") => Kind::Number,
+        ("contact", "email_opt_in" | "sms_opt_in")
+        | ("pipeline", "is_default")
+        | ("pipeline_stage", "is_closed" | "is_won")
+        | ("activity", "done") => Kind::Boolean,
+        ("deal", "close_date") => Kind::Date,
+        ("activity", "occurred_at" | "due_at") => Kind::Datetime,
+        ("contact", "tags") => return Some(Err(format!("{name} is a list of tags, which formulas cannot read"))),
+        _ => Kind::Text,
+    }))
 }
 
 /// Longest field name the kernel accepts.

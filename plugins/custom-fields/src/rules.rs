@@ -15,7 +15,9 @@ use std::cell::OnceCell;
 
 use crm_plugin_sdk::prelude::*;
 
+use crate::convert;
 use crate::definition::{self, Definition, FieldType, currency_field, number};
+use crate::formulas::Formulas;
 use crate::time;
 
 /// A rule a value broke: the field at fault and `<rule>: <explanation>`.
@@ -172,6 +174,7 @@ pub fn default_value(definition: &Definition, default: &str, now: i64) -> std::r
             keys.dedup();
             Value::Texts(keys)
         }
+        FieldType::Formula => return Err("a formula field has no default".into()),
         FieldType::Relation => {
             if !is_record_id(text) {
                 return Err(not("a record id"));
@@ -188,15 +191,31 @@ fn is_record_id(text: &str) -> bool {
 
 /// Judges one create or update of an object against the rules of its
 /// active custom fields: a rejection naming the first field and rule that
-/// failed, a patch with defaults and currency codes, or accept. `now` is
-/// asked only when a default needs it.
-pub fn judge(change: &Change, rules: &[Rules], now: &OnceCell<i64>) -> Decision {
+/// failed, a patch with defaults, currency codes, converted values and
+/// computed formulas, or accept. `now` is asked only when a default needs
+/// it.
+pub fn judge(change: &Change, rules: &[Rules], formulas: &Formulas, now: &OnceCell<i64>) -> Decision {
     let creating = change.op() == Op::Create;
     let after = change.after();
     let mut patch = Fields::new();
     for rule in rules {
         let definition = &rule.definition;
         let name = definition.name.as_str();
+        if definition.field_type == FieldType::Formula {
+            continue;
+        }
+        // A value stored before its field's type changed and not yet
+        // converted: converted now, as the field's conversion would.
+        if !creating
+            && !change.changed(name)
+            && let Some(value) = after.get(name)
+            && !convert::fits(definition, value)
+            && let Some(from) = definition.converting_from
+            && let Ok(converted) = convert::convert(from, definition, value)
+        {
+            patch.set(name, converted);
+            continue;
+        }
         let currency = definition.field_type == FieldType::Currency;
         let code_field = if currency { currency_field(name) } else { String::new() };
         if !(creating || change.changed(name) || currency && change.changed(&code_field)) {
@@ -247,6 +266,22 @@ pub fn judge(change: &Change, rules: &[Rules], now: &OnceCell<i64>) -> Decision 
                     }
                 },
                 None => {}
+            }
+        }
+    }
+    if !formulas.is_empty() {
+        let mut record = after.clone();
+        record.merge(&patch);
+        for (name, value) in formulas.compute(&record) {
+            let current = after.get(&name).cloned().unwrap_or_default();
+            if change.changed(&name) && current != value {
+                return Decision::reject_field(
+                    name,
+                    format!("formula: is computed from its formula ({value} here) and cannot be written"),
+                );
+            }
+            if current != value {
+                patch.set(name, value);
             }
         }
     }
@@ -311,7 +346,7 @@ mod tests {
     }
 
     fn judged(rules: &[Rules], change: Change) -> Decision {
-        judge(&change, rules, &OnceCell::from(1_700_000_000_000))
+        judge(&change, rules, &Formulas::default(), &OnceCell::from(1_700_000_000_000))
     }
 
     #[test]

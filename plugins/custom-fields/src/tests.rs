@@ -69,7 +69,8 @@ fn the_manifest_hooks_and_reads_every_standard_object() {
     assert_eq!(manifest.id, "custom-fields");
     assert_eq!(manifest.version, env!("CARGO_PKG_VERSION"));
     assert!(manifest.capabilities.kv && manifest.capabilities.schema);
-    assert!(!manifest.capabilities.timers && !manifest.capabilities.events && manifest.capabilities.outbound.is_empty());
+    assert!(manifest.capabilities.timers, "conversions and formula backfills run on timers");
+    assert!(!manifest.capabilities.events && manifest.capabilities.outbound.is_empty());
     for object in names::OBJECTS {
         let hook = manifest.hooks.iter().find(|hook| hook.object == object).unwrap();
         assert_eq!(
@@ -83,7 +84,7 @@ fn the_manifest_hooks_and_reads_every_standard_object() {
     assert_eq!(actions, ["define-field", "change-field", "archive-field", "restore-field", "list-fields"]);
     let define = &manifest.actions[0];
     let field_type = define.input.iter().find(|input| input.name == "type").unwrap();
-    assert!(field_type.required && field_type.kind == FieldKind::Enumeration && field_type.options.len() == 14);
+    assert!(field_type.required && field_type.kind == FieldKind::Enumeration && field_type.options.len() == 15);
     assert!(!manifest.actions[1].input.iter().find(|input| input.name == "type").unwrap().required, "change keeps the type");
 }
 
@@ -302,13 +303,17 @@ fn values_are_validated_and_rejections_name_field_and_rule() {
 }
 
 #[test]
-fn change_field_allows_only_conversion_free_type_changes() {
+fn change_field_changes_types_that_convert() {
     let host = TestHost::new();
     seed_definitions(&host);
     host.take_schema_changed();
     refused(
-        change(&host, "contact", "shoe_size", Fields::new().with("type", "decimal")),
-        "type: cannot change integer to decimal",
+        change(&host, "company", "budget", Fields::new().with("type", "decimal")),
+        "type: cannot change company.budget from CURRENCY to DECIMAL: a currency field stores an amount and a code",
+    );
+    refused(
+        change(&host, "contact", "shoe_size", Fields::new().with("type", "date")),
+        "type: cannot change contact.shoe_size from INTEGER to DATE: there is no conversion from integer to date",
     );
     refused(change(&host, "contact", "nope", Fields::new()), "name: contact.nope is not a custom field");
 
@@ -331,6 +336,62 @@ fn change_field_allows_only_conversion_free_type_changes() {
     let error =
         host.write(&CustomFields, Change::create("contact", [("first_name", Value::from("A")), ("shoe_size", Value::Int(99))]));
     assert!(error.is_ok(), "max was cleared");
+}
+
+#[test]
+fn a_type_change_converts_stored_values_or_counts_what_blocks_it() {
+    let host = TestHost::new();
+    define(&host, "contact", "shoe_size", "text", Fields::new()).unwrap();
+    let ada = host.insert("contact", [("first_name", "Ada"), ("shoe_size", "42")]);
+    let bea = host.insert("contact", [("first_name", "Bea"), ("shoe_size", "thirty")]);
+    host.insert("contact", [("first_name", "Cy"), ("shoe_size", "39.5")]);
+    host.insert("contact", [("first_name", "Di")]);
+    host.take_schema_changed();
+    refused(
+        change(&host, "contact", "shoe_size", Fields::new().with("type", "integer")),
+        "type: cannot change contact.shoe_size from TEXT to INTEGER: 2 records hold values that are not integers",
+    );
+    assert!(!host.take_schema_changed() && host.timers().is_empty(), "a refused change changes nothing");
+    assert_eq!(list(&host, Some("contact"))[0]["type"], "text");
+
+    // Decimal takes all three; min 40 is broken by one of them.
+    refused(
+        change(&host, "contact", "shoe_size", Fields::new().with("type", "decimal").with("min", 40.0)),
+        "from TEXT to DECIMAL: 1 record holds values that are not numbers; 1 record holds values that would break min: must be at least 40",
+    );
+    host.write(&CustomFields, Change::update("contact", &bea.id, bea.fields.clone(), bea.fields.clone().with("shoe_size", "38")))
+        .unwrap();
+    refused(
+        change(&host, "contact", "shoe_size", Fields::new().with("type", "decimal").with("min", 39.0)),
+        "1 record holds values that would break min: must be at least 39",
+    );
+    let changed = change(&host, "contact", "shoe_size", Fields::new().with("type", "decimal")).unwrap();
+    assert_eq!((changed["type"].as_str(), changed["converting_from"].as_str()), (Some("decimal"), Some("text")));
+    assert!(host.take_schema_changed());
+    host.advance(jobs::FIRST_RUN_AFTER_MS);
+    assert_eq!(host.fire_due_timers(&CustomFields).unwrap(), 1, "the conversion runs on a timer");
+    let sizes: Vec<Value> =
+        host.records("contact").iter().map(|record| record.get("shoe_size").cloned().unwrap_or_default()).collect();
+    assert_eq!(sizes, [Value::Float(42.0), Value::Float(38.0), Value::Float(39.5), Value::Null]);
+    assert_eq!(list(&host, Some("contact"))[0].get("converting_from"), None, "done");
+    assert_eq!(host.record("contact", &ada.id).unwrap().get("shoe_size"), Some(&Value::Float(42.0)));
+}
+
+#[test]
+fn a_value_not_yet_converted_is_converted_when_its_record_is_written() {
+    let host = TestHost::new();
+    define(&host, "contact", "since", "text", Fields::new()).unwrap();
+    let ada = host.insert("contact", [("first_name", "Ada"), ("since", "2026-01-31")]);
+    let changed = change(&host, "contact", "since", Fields::new().with("type", "datetime")).unwrap();
+    assert_eq!(changed["converting_from"], "text");
+    let before = host.record("contact", &ada.id).unwrap().fields;
+    let decision = host
+        .before_write(
+            &CustomFields,
+            vec![Change::update("contact", &ada.id, before.clone(), before.with("first_name", "Ada L."))],
+        )
+        .unwrap();
+    assert_eq!(decision, [Decision::patch([("since", Value::Int(1_769_817_600_000))])]);
 }
 
 #[test]
@@ -405,4 +466,103 @@ fn a_corrupt_definition_fails_the_hook_closed() {
     host.kv_set("field:contact:broken", "{not json");
     let error = host.write(&CustomFields, Change::create("contact", [("first_name", "Ada")])).unwrap_err();
     assert!(error.message().contains("field:contact:broken is unreadable"), "{error}");
+}
+
+fn define_formula(host: &TestHost, object: &str, name: &str, formula: &str, formula_type: &str) -> Result<Json> {
+    define(host, object, name, "formula", Fields::new().with("formula", formula).with("formula_type", formula_type))
+}
+
+#[test]
+fn formula_fields_compute_on_create_and_on_update_of_what_they_read() {
+    let host = TestHost::new();
+    define(&host, "deal", "quantity", "integer", Fields::new()).unwrap();
+    define_formula(&host, "deal", "total", "amount * quantity", "number").unwrap();
+    define_formula(&host, "deal", "size", "if(total >= 1000, 'large', 'small')", "text").unwrap();
+    assert!(schema(&host).contains(&"deal.total: Float".to_owned()) && schema(&host).contains(&"deal.size: Text".to_owned()));
+
+    let deal = host
+        .write(
+            &CustomFields,
+            Change::create(
+                "deal",
+                [("name", Value::from("Printers")), ("amount", Value::Float(400.0)), ("quantity", Value::Int(2))],
+            ),
+        )
+        .unwrap();
+    assert_eq!((deal.get("total"), deal.text("size")), (Some(&Value::Float(800.0)), Some("small")));
+
+    let before = deal.fields.clone();
+    let updated =
+        host.write(&CustomFields, Change::update("deal", &deal.id, before.clone(), before.clone().with("quantity", 3))).unwrap();
+    assert_eq!((updated.get("total"), updated.text("size")), (Some(&Value::Float(1200.0)), Some("large")));
+
+    let cleared = host
+        .write(
+            &CustomFields,
+            Change::update("deal", &deal.id, updated.fields.clone(), updated.fields.clone().with("quantity", Value::Null)),
+        )
+        .unwrap();
+    assert_eq!((cleared.get("total"), cleared.text("size")), (None, Some("small")), "null propagates; null >= 1000 is not true");
+}
+
+#[test]
+fn a_formula_field_cannot_be_written() {
+    let host = TestHost::new();
+    define_formula(&host, "deal", "double", "amount * 2", "number").unwrap();
+    assert_eq!(
+        write_error(
+            &host,
+            Change::create("deal", [("name", Value::from("A")), ("amount", Value::Float(5.0)), ("double", Value::Float(7.0))])
+        ),
+        "double: formula: is computed from its formula (10 here) and cannot be written"
+    );
+    // The value the formula gives anyway is let through (an exported record imports unchanged).
+    let same =
+        Change::create("deal", [("name", Value::from("A")), ("amount", Value::Float(5.0)), ("double", Value::Float(10.0))]);
+    assert_eq!(host.write(&CustomFields, same).unwrap().get("double"), Some(&Value::Float(10.0)));
+}
+
+#[test]
+fn formulas_are_checked_when_defined_or_changed() {
+    let host = TestHost::new();
+    refused(
+        define_formula(&host, "deal", "total", "amount * (quantity", "number"),
+        "formula: deal.total at position 19: expected ')', found the end of the formula",
+    );
+    refused(
+        define_formula(&host, "deal", "total", "amount * quantity", "number"),
+        "formula: deal.total at position 10: unknown field 'quantity'",
+    );
+    refused(define_formula(&host, "deal", "total", "total + 1", "number"), "formula: deal.total refers to itself");
+    refused(define_formula(&host, "deal", "label", "amount + 1", "text"), "the formula gives a number, but formula_type is text");
+    define(&host, "deal", "quantity", "integer", Fields::new()).unwrap();
+    define_formula(&host, "deal", "a", "quantity + 1", "number").unwrap();
+    define_formula(&host, "deal", "b", "a * 2", "number").unwrap();
+    refused(
+        change(&host, "deal", "a", Fields::new().with("formula", "b + 1")),
+        "formula: deal.a is part of a cycle: a -> b -> a",
+    );
+    refused(
+        named(&host, "archive-field", "deal", "quantity"),
+        "formula: deal.a at position 1: quantity is an archived custom field",
+    );
+    refused(
+        change(&host, "deal", "quantity", Fields::new().with("type", "text")),
+        "formula: deal.a at position 1: '+' needs a number, not a text",
+    );
+    assert_eq!(list(&host, Some("deal")).iter().filter(|field| field["type"] == "formula").count(), 2, "nothing stored");
+}
+
+#[test]
+fn a_new_formula_is_computed_for_stored_records() {
+    let host = TestHost::new();
+    let old = host.insert("deal", [("name", Value::from("Old")), ("amount", Value::Float(10.0))]);
+    define_formula(&host, "deal", "double", "amount * 2", "number").unwrap();
+    host.advance(jobs::FIRST_RUN_AFTER_MS);
+    assert_eq!(host.fire_due_timers(&CustomFields).unwrap(), 1);
+    assert_eq!(host.record("deal", &old.id).unwrap().get("double"), Some(&Value::Float(20.0)));
+    change(&host, "deal", "double", Fields::new().with("formula", "amount * 3")).unwrap();
+    host.advance(jobs::FIRST_RUN_AFTER_MS);
+    assert_eq!(host.fire_due_timers(&CustomFields).unwrap(), 1);
+    assert_eq!(host.record("deal", &old.id).unwrap().get("double"), Some(&Value::Float(30.0)));
 }

@@ -64,6 +64,14 @@ pub fn format_date(ms: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
+/// An instant as the kernel shows it: `2026-01-31T09:30:00.000Z`.
+pub fn format_datetime(ms: i64) -> String {
+    let days = ms.div_euclid(MS_PER_DAY);
+    let of_day = ms.rem_euclid(MS_PER_DAY);
+    let (hour, minute, second, millis) = (of_day / 3_600_000, of_day / 60_000 % 60, of_day / 1000 % 60, of_day % 1000);
+    format!("{}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z", format_date(days * MS_PER_DAY))
+}
+
 /// An RFC 3339 date-time (`2026-01-31T09:30:00Z`, `…T09:30:00.250+02:00`;
 /// `t` or a space may stand for `T`) as epoch milliseconds.
 pub fn parse_datetime(text: &str) -> Option<i64> {
@@ -149,6 +157,8 @@ mod tests {
         assert_eq!(format_date(0), "1970-01-01");
         assert_eq!(format_date(1_700_000_000_000), "2023-11-14");
         assert_eq!(format_date(-1), "1969-12-31");
+        assert_eq!(format_datetime(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(format_datetime(-1), "1969-12-31T23:59:59.999Z");
     }
 
     #[test]
