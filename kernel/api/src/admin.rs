@@ -15,24 +15,9 @@ use crm_core::{Error, ErrorKind};
 
 use crate::context::RequestCtx;
 use crate::convert::{input, output};
-use crate::errors::to_graphql;
+use crate::resolver::{GqlResult, admin, fail, getter, request, text};
 use crate::names::{camel, pascal, screaming, snake};
 
-type GqlResult<T> = async_graphql::Result<T>;
-
-fn request<'a>(ctx: &ResolverContext<'a>) -> GqlResult<&'a RequestCtx> {
-    ctx.data::<RequestCtx>()
-}
-
-fn fail(rc: &RequestCtx, error: Error) -> async_graphql::Error {
-    to_graphql(error, &rc.request_id)
-}
-
-fn admin<'a>(ctx: &ResolverContext<'a>) -> GqlResult<&'a RequestCtx> {
-    let rc = request(ctx)?;
-    rc.require_admin().map_err(|e| fail(rc, e))?;
-    Ok(rc)
-}
 
 /// A tenant's plugin as the admin sees it.
 struct TenantPlugin {
@@ -41,9 +26,6 @@ struct TenantPlugin {
     logs: Vec<crm_core::plugin::PluginLogLine>,
 }
 
-fn text(value: impl Into<String>) -> Option<Gql> {
-    Some(Gql::String(value.into()))
-}
 
 fn json(text: &str) -> Gql {
     serde_json::from_str::<serde_json::Value>(text).ok().and_then(|value| Gql::from_json(value).ok()).unwrap_or(Gql::Null)
@@ -56,16 +38,6 @@ fn json_arg(ctx: &ResolverContext<'_>, name: &str) -> GqlResult<Option<String>> 
     }
 }
 
-macro_rules! getter {
-    ($ty:ty, $name:expr, $type_ref:expr, |$it:ident| $body:expr) => {
-        Field::new($name, $type_ref, |ctx| {
-            FieldFuture::new(async move {
-                let $it = ctx.parent_value.try_downcast_ref::<$ty>()?;
-                Ok($body)
-            })
-        })
-    };
-}
 
 pub fn types() -> Vec<async_graphql::dynamic::Type> {
     let plugin = Object::new("Plugin")

@@ -19,24 +19,9 @@ use crm_core::system::{ApiKeyInfo, TenantInfo};
 use crm_core::{AuditEntry, Error, ErrorKind, RecordId, Value, WriteRequest};
 
 use crate::context::RequestCtx;
-use crate::errors::to_graphql;
+use crate::resolver::{GqlResult, admin, fail, getter, request, text};
 use crate::names::screaming;
 
-type GqlResult<T> = async_graphql::Result<T>;
-
-fn request<'a>(ctx: &ResolverContext<'a>) -> GqlResult<&'a RequestCtx> {
-    ctx.data::<RequestCtx>()
-}
-
-fn fail(rc: &RequestCtx, error: Error) -> async_graphql::Error {
-    to_graphql(error, &rc.request_id)
-}
-
-fn admin<'a>(ctx: &ResolverContext<'a>) -> GqlResult<&'a RequestCtx> {
-    let rc = request(ctx)?;
-    rc.require_admin().map_err(|e| fail(rc, e))?;
-    Ok(rc)
-}
 
 /// Operators: admins of the `default` tenant, who manage every tenant.
 async fn operator<'a>(ctx: &ResolverContext<'a>) -> GqlResult<&'a RequestCtx> {
@@ -50,24 +35,11 @@ async fn operator<'a>(ctx: &ResolverContext<'a>) -> GqlResult<&'a RequestCtx> {
     Ok(rc)
 }
 
-fn text(value: impl Into<String>) -> Option<Gql> {
-    Some(Gql::String(value.into()))
-}
 
 fn enum_value(name: &str) -> Gql {
     Gql::Enum(async_graphql::Name::new(name))
 }
 
-macro_rules! getter {
-    ($ty:ty, $name:expr, $type_ref:expr, |$it:ident| $body:expr) => {
-        Field::new($name, $type_ref, |ctx| {
-            FieldFuture::new(async move {
-                let $it = ctx.parent_value.try_downcast_ref::<$ty>()?;
-                Ok($body)
-            })
-        })
-    };
-}
 
 /// Runs blocking system-store work off the async threads.
 async fn blocking<T: Send + 'static>(

@@ -18,6 +18,7 @@ mod convert;
 mod errors;
 mod http;
 mod rate_limit;
+mod resolver;
 mod routes;
 pub mod names;
 pub mod schema;

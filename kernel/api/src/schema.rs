@@ -24,7 +24,6 @@ use futures::StreamExt;
 
 use crate::context::{RelationSpec, RequestCtx};
 use crate::convert::{self, output, record_json};
-use crate::errors::to_graphql;
 use crate::names::{camel, pascal, relation_name, screaming};
 use crate::rate_limit::RateLimit;
 
@@ -56,7 +55,7 @@ impl Default for Limits {
     }
 }
 
-type GqlResult<T> = Result<T, async_graphql::Error>;
+use crate::resolver::{GqlResult, fail, request};
 
 /// Refuses a field the caller's role hides.
 fn check_field(rc: &RequestCtx, object: &str, field: &str) -> GqlResult<()> {
@@ -114,13 +113,6 @@ fn readable_history(rc: &RequestCtx, object: &str, id: crm_core::RecordId) -> Re
     Ok(history)
 }
 
-fn request<'a>(ctx: &ResolverContext<'a>) -> GqlResult<&'a RequestCtx> {
-    ctx.data::<RequestCtx>()
-}
-
-fn fail(rc: &RequestCtx, error: Error) -> async_graphql::Error {
-    to_graphql(error, &rc.request_id)
-}
 
 /// Parent value of a connection.
 struct Connection {
