@@ -662,19 +662,26 @@ impl SystemStore {
         role.ok_or_else(|| Error::invalid_field("role", format!("no role named '{}'", truncate(name, 40))))
     }
 
-    /// Built-in roles, then the tenant's own.
-    pub fn roles(&self, tenant: &TenantId) -> Result<Vec<Role>> {
-        let mut out = Role::builtins();
+    /// The JSON rows of a table keyed `tenant/…`, in key order.
+    fn tenant_rows<T: serde::de::DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>, tenant: &TenantId) -> Result<Vec<T>> {
         let txn = self.db.begin_read()?;
-        let roles = txn.open_table(ROLES)?;
+        let table = txn.open_table(table)?;
         let prefix = format!("{tenant}/");
-        for entry in roles.range(prefix.as_str()..)? {
+        let mut out = Vec::new();
+        for entry in table.range(prefix.as_str()..)? {
             let (key, bytes) = entry?;
             if !key.value().starts_with(&prefix) {
                 break;
             }
             out.push(from_json(bytes.value())?);
         }
+        Ok(out)
+    }
+
+    /// Built-in roles, then the tenant's own.
+    pub fn roles(&self, tenant: &TenantId) -> Result<Vec<Role>> {
+        let mut out = Role::builtins();
+        out.extend(self.tenant_rows::<Role>(ROLES, tenant)?);
         Ok(out)
     }
 
@@ -721,18 +728,7 @@ impl SystemStore {
     }
 
     pub fn teams(&self, tenant: &TenantId) -> Result<Vec<Team>> {
-        let txn = self.db.begin_read()?;
-        let teams = txn.open_table(TEAMS)?;
-        let prefix = format!("{tenant}/");
-        let mut out = Vec::new();
-        for entry in teams.range(prefix.as_str()..)? {
-            let (key, bytes) = entry?;
-            if !key.value().starts_with(&prefix) {
-                break;
-            }
-            out.push(from_json(bytes.value())?);
-        }
-        Ok(out)
+        self.tenant_rows(TEAMS, tenant)
     }
 
     pub fn team(&self, tenant: &TenantId, id: RecordId) -> Result<Team> {
