@@ -440,3 +440,76 @@ async fn field_rules_and_escalation_attempts_hold_in_every_path() {
         assert_eq!(codes(&body), vec!["NOT_FOUND"], "cross-tenant {query}: {body}");
     }
 }
+
+/// JSON lines of `crm export` as (object, fields) pairs.
+fn exported(text: &str) -> Vec<(String, serde_json::Map<String, Value>)> {
+    text.lines()
+        .map(|line| {
+            let entry: Value = serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}"));
+            (entry["object"].as_str().expect("object").to_string(), entry["fields"].as_object().expect("fields").clone())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_line_import_and_export_as_a_user_follow_their_role() {
+    use crate::identity::add_user;
+    use crate::support::{crm, stderr, stdout};
+
+    let dir = data_dir();
+    let server = Server::start_in(dir.path(), &["--no-bundled-plugins"]).await;
+    let sales = add_user(&server, "sam@example.com", "sales", None).await;
+    add_user(&server, "sue@example.com", "support", None).await;
+    add_user(&server, "rita@example.com", "read-only", None).await;
+    server
+        .ok("mutation { defineRole(input: {name: \"mine\", default: {read: ALL}, objects: [{object: \"contact\", read: OWN}]}) { name } }", json!({}))
+        .await;
+    let mine = add_user(&server, "milo@example.com", "mine", None).await;
+    server.ok("mutation { createCompany(input: {name: \"Rich\", annualRevenue: 9000000}) { id } }", json!({})).await;
+    server.ok("mutation { createDeal(input: {name: \"Secret deal\"}) { id } }", json!({})).await;
+    server
+        .ok("mutation($m: ID) { createContacts(inputs: [{firstName: \"Milo's\", ownerId: $m}, {firstName: \"Someone else's\"}]) { id } }", json!({ "m": mine }))
+        .await;
+    server.kill9().await;
+
+    // Export as support: no deals, no revenue.
+    let support = crm(dir.path(), &["export", "--tenant", "default", "--as-user", "sue@example.com"]).await;
+    assert!(support.status.success(), "{}", stderr(&support));
+    let lines = exported(&stdout(&support));
+    assert!(lines.iter().all(|(object, _)| object != "deal"), "support cannot read deals");
+    let company = lines.iter().find(|(object, _)| object == "company").expect("companies are readable");
+    assert_eq!(company.1["name"], "Rich");
+    assert!(!company.1.contains_key("annual_revenue"), "a hidden field is left out: {:?}", company.1);
+    // As the operator, everything.
+    let all = exported(&stdout(&crm(dir.path(), &["export", "--tenant", "default"]).await));
+    assert!(all.iter().any(|(object, fields)| object == "company" && fields.contains_key("annual_revenue")));
+    assert!(all.iter().any(|(object, _)| object == "deal"));
+    // Own scope: only their contact.
+    let own = exported(&stdout(&crm(dir.path(), &["export", "--tenant", "default", "--as-user", "milo@example.com"]).await));
+    let contacts: Vec<&Value> = own.iter().filter(|(object, _)| object == "contact").map(|(_, fields)| &fields["first_name"]).collect();
+    assert_eq!(contacts, vec!["Milo's"]);
+    let nobody = crm(dir.path(), &["export", "--tenant", "default", "--as-user", "ghost@example.com"]).await;
+    assert!(!nobody.status.success());
+
+    // Import: a read-only user changes nothing; sales cannot set owners;
+    // what sales imports is theirs.
+    let csv = dir.path().join("people.csv");
+    std::fs::write(&csv, "email,first_name\nnew1@example.com,New One\nnew2@example.com,New Two\n").expect("write csv");
+    let refused = crm(dir.path(), &["import", "contacts", csv.to_str().expect("path"), "--tenant", "default", "--as-user", "rita@example.com"]).await;
+    let text = format!("{}{}", stdout(&refused), stderr(&refused));
+    assert!(text.contains("FORBIDDEN"), "{text}");
+    let owners = dir.path().join("owners.csv");
+    std::fs::write(&owners, format!("email,first_name,owner_id\nsteal@example.com,Stolen,{mine}\n")).expect("write csv");
+    let stolen = crm(dir.path(), &["import", "contacts", owners.to_str().expect("path"), "--tenant", "default", "--as-user", "sam@example.com"]).await;
+    let text = format!("{}{}", stdout(&stolen), stderr(&stolen));
+    assert!(text.contains("FORBIDDEN") && text.contains("owner_id"), "{text}");
+    let imported = crm(dir.path(), &["import", "contacts", csv.to_str().expect("path"), "--tenant", "default", "--as-user", "sam@example.com"]).await;
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let after = exported(&stdout(&crm(dir.path(), &["export", "--tenant", "default"]).await));
+    let emails: Vec<&Value> = after.iter().filter(|(object, _)| object == "contact").filter_map(|(_, fields)| fields.get("email")).collect();
+    assert!(!emails.contains(&&json!("steal@example.com")), "a refused row wrote nothing");
+    for (_, fields) in after.iter().filter(|(object, fields)| object == "contact" && fields.get("email").is_some_and(|e| e.as_str().is_some_and(|e| e.starts_with("new")))) {
+        assert_eq!(fields["owner_id"], sales.as_str(), "the importing user owns what they imported");
+    }
+    assert_eq!(emails.iter().filter(|email| email.as_str().is_some_and(|e| e.starts_with("new"))).count(), 2);
+}

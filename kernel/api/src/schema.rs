@@ -809,59 +809,11 @@ fn add_queries(query: Object, object: &Arc<ObjectDef>, limits: &Limits) -> Objec
 async fn run_write(ctx: &ResolverContext<'_>, mut mutations: Vec<Mutation>) -> GqlResult<Vec<Record>> {
     let rc = request(ctx)?;
     let metadata = rc.store.metadata();
-    authorize_write(rc, &metadata, &mut mutations).map_err(|e| fail(rc, e))?;
+    rc.access.authorize_write(&metadata, &mut mutations).map_err(|e| fail(rc, e))?;
     let guard = rc.access.write_guard(metadata);
     let request = WriteRequest { actor: rc.actor.clone(), request_id: Some(rc.request_id.clone()), mutations, effects: Vec::new(), guard };
     let applied = rc.store.write(request).await.map_err(|e| fail(rc, e))?;
     Ok(applied.into_iter().map(|applied| applied.record).collect())
-}
-
-/// Checks every mutation of a request against the caller's role (object
-/// operations and writable fields; record scope is checked by the writer on
-/// the stored records) and makes the caller the owner, and their team the
-/// team, of what they create when the input does not say.
-fn authorize_write(rc: &RequestCtx, metadata: &Metadata, mutations: &mut [Mutation]) -> Result<(), Error> {
-    use crm_core::Operation::{Create, Delete, Update};
-    let access = &rc.access;
-    let check_fields = |object: &str, fields: &crm_core::Fields| -> Result<(), Error> {
-        if !access.is_unrestricted() {
-            for name in fields.keys() {
-                access.require_field_write(object, name)?;
-            }
-        }
-        Ok(())
-    };
-    for mutation in mutations.iter_mut() {
-        match mutation {
-            Mutation::Create { object, fields } => {
-                access.require(object, Create)?;
-                check_fields(object, fields)?;
-                if crm_core::access::is_owned(metadata, object) {
-                    let principal = &access.principal;
-                    for (field, value) in [("owner_id", principal.user), ("team_id", principal.team)] {
-                        if let Some(id) = value
-                            && metadata.object(object).is_some_and(|def| def.field(field).is_some())
-                        {
-                            fields.entry(field.to_string()).or_insert(crm_core::Value::Id(id));
-                        }
-                    }
-                }
-            }
-            Mutation::Update { object, fields, .. } => {
-                access.require(object, Update)?;
-                check_fields(object, fields)?;
-            }
-            Mutation::Upsert { object, fields, .. } => {
-                access.require(object, Create)?;
-                access.require(object, Update)?;
-                check_fields(object, fields)?;
-            }
-            Mutation::Delete { object, .. } | Mutation::Restore { object, .. } => {
-                access.require(object, Delete)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 fn one(records: Vec<Record>) -> GqlResult<Option<FieldValue<'static>>> {

@@ -23,6 +23,7 @@ use crate::ids::RecordId;
 use crate::metadata::Metadata;
 use crate::query::{Condition, Filter};
 use crate::value::{Record, Value};
+use crate::writer::{Fields, Mutation};
 
 /// Which records of an object an operation reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
@@ -375,12 +376,64 @@ impl Access {
         Ok(())
     }
 
-    /// The guard the writer applies to a request of this caller.
+    /// The guard the writer applies to a request of this caller: none for
+    /// an unrestricted caller who is nobody in particular.
     pub fn write_guard(&self, metadata: Arc<Metadata>) -> Option<WriteGuard> {
-        if self.is_unrestricted() {
+        if self.is_unrestricted() && self.principal.user.is_none() {
             return None;
         }
         Some(WriteGuard { access: self.clone(), metadata })
+    }
+
+    /// Checks mutations against the role before they are written: object
+    /// operations and writable fields (record scope is the writer's check,
+    /// through [`Access::write_guard`]). Records the caller creates get
+    /// them as owner and their team as team when the input names none.
+    pub fn authorize_write(&self, metadata: &Metadata, mutations: &mut [Mutation]) -> Result<()> {
+        let check_fields = |object: &str, fields: &Fields| -> Result<()> {
+            if !self.is_unrestricted() {
+                for name in fields.keys() {
+                    self.require_field_write(object, name)?;
+                }
+            }
+            Ok(())
+        };
+        for mutation in mutations.iter_mut() {
+            match mutation {
+                Mutation::Create { object, fields } => {
+                    self.require(object, Operation::Create)?;
+                    check_fields(object, fields)?;
+                    self.fill_owner(metadata, object, fields);
+                }
+                Mutation::Update { object, fields, .. } => {
+                    self.require(object, Operation::Update)?;
+                    check_fields(object, fields)?;
+                }
+                Mutation::Upsert { object, fields, .. } => {
+                    self.require(object, Operation::Create)?;
+                    self.require(object, Operation::Update)?;
+                    check_fields(object, fields)?;
+                }
+                Mutation::Delete { object, .. } | Mutation::Restore { object, .. } => {
+                    self.require(object, Operation::Delete)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the caller the owner, and their team the team, of a record
+    /// they create whose input names neither.
+    pub fn fill_owner(&self, metadata: &Metadata, object: &str, fields: &mut Fields) {
+        if let Some(def) = metadata.object(object).filter(|def| def.field("owner_id").is_some()) {
+            for (field, value) in [("owner_id", self.principal.user), ("team_id", self.principal.team)] {
+                if let Some(id) = value
+                    && def.field(field).is_some()
+                {
+                    fields.entry(field.to_string()).or_insert(Value::Id(id));
+                }
+            }
+        }
     }
 
     /// Removes the fields the caller cannot read from a field map.
@@ -431,7 +484,16 @@ impl std::fmt::Debug for WriteGuard {
 impl WriteGuard {
     /// Before changing `existing` by `operation`.
     pub fn check_existing(&self, object: &str, operation: Operation, existing: &Record) -> Result<()> {
+        if self.access.is_unrestricted() {
+            return Ok(());
+        }
         self.access.check_record(&self.metadata, object, operation, existing)
+    }
+
+    /// Owner defaults for a record an upsert creates (known only once the
+    /// writer has looked the key up).
+    pub fn fill_owner(&self, object: &str, fields: &mut Fields) {
+        self.access.fill_owner(&self.metadata, object, fields);
     }
 }
 

@@ -805,7 +805,14 @@ impl<'t> Tx<'t> {
                     }
                     None => {
                         check_required(def, fields)?;
-                        self.create(request, def, fields)
+                        match &request.guard {
+                            Some(guard) => {
+                                let mut fields = fields.clone();
+                                guard.fill_owner(object, &mut fields);
+                                self.create(request, def, &fields)
+                            }
+                            None => self.create(request, def, fields),
+                        }
                     }
                 }
             }

@@ -20,8 +20,11 @@ fn to_json(value: &Value) -> Json {
     }
 }
 
-pub fn tenant(kernel: &Kernel, tenant: &str, out: Option<&Path>) -> Result<()> {
+/// Writes the records `as_user` may read (every record without it), each
+/// with only the fields their role may read.
+pub fn tenant(kernel: &Kernel, tenant: &str, out: Option<&Path>, as_user: Option<&str>) -> Result<()> {
     let info = kernel.system().find_tenant(tenant).map_err(|error| anyhow::anyhow!(error.message))?;
+    let caller = crate::caller::Caller::resolve(kernel, &info.id, as_user)?;
     let store = kernel.tenant(&info.id).map_err(|error| anyhow::anyhow!(error.message))?;
     let mut sink: Box<dyn Write> = match out {
         Some(path) => Box::new(std::io::BufWriter::new(
@@ -31,14 +34,18 @@ pub fn tenant(kernel: &Kernel, tenant: &str, out: Option<&Path>) -> Result<()> {
     };
     let reader = store.reader().map_err(|error| anyhow::anyhow!(error.message))?;
     let mut count = 0u64;
-    for object in &store.metadata().objects {
+    let metadata = store.metadata();
+    for object in &metadata.objects {
+        // Objects the caller cannot read are left out.
+        let Ok(scope) = caller.access.read_filter(&metadata, &object.name) else { continue };
         let mut query = ListQuery::new(object.name.clone());
+        query.filter = scope;
         query.include_deleted = true;
         let mut records = reader.all(&query).map_err(|error| anyhow::anyhow!(error.message))?;
         records.sort_by_key(|record| record.id);
         for record in records {
             let mut fields = Map::new();
-            for field in &object.fields {
+            for field in object.fields.iter().filter(|field| caller.access.can_read_field(&object.name, &field.name)) {
                 let value = record.get(&field.name);
                 let json = match (&field.ty, value) {
                     (crm_core::FieldType::DateTime, Value::Int(ms)) => json!(format_datetime(*ms)),

@@ -15,7 +15,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use crm_core::metadata::ObjectDef;
-use crm_core::{Actor, Fields, Kernel, Mutation, Value, WriteRequest};
+use crm_core::{Fields, Kernel, Mutation, Value, WriteRequest};
+
+use crate::caller::Caller;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value as Json;
 
@@ -23,13 +25,15 @@ const CHUNK: usize = 1000;
 /// Rejections listed in full before the summary only counts them.
 const SHOWN_REJECTIONS: usize = 50;
 
-pub async fn contacts(kernel: &Kernel, tenant: &str, file: &Path) -> Result<()> {
+pub async fn contacts(kernel: &Kernel, tenant: &str, file: &Path, as_user: Option<&str>) -> Result<()> {
     let info = kernel.system().find_tenant(tenant).map_err(|error| anyhow::anyhow!(error.message))?;
+    let caller = Caller::resolve(kernel, &info.id, as_user)?;
     let store = kernel.tenant(&info.id).map_err(|error| anyhow::anyhow!(error.message))?;
     let object = store.object("contact").map_err(|error| anyhow::anyhow!(error.message))?.clone();
     if is_json_lines(file)? {
-        return json_lines(&store, &info.name, &object, file).await;
+        return json_lines(&store, &caller, &info.name, &object, file).await;
     }
+    let metadata = store.metadata();
     let total_bytes = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?.len();
     let mut reader = csv::ReaderBuilder::new()
         .flexible(false)
@@ -75,7 +79,10 @@ pub async fn contacts(kernel: &Kernel, tenant: &str, file: &Path) -> Result<()> 
                         }
                     }
                     let mutation = Mutation::Upsert { object: "contact".into(), key: "email".into(), fields };
-                    chunk.push((line, WriteRequest::new(Actor::cli(), vec![mutation])));
+                    match caller.request(&metadata, mutation) {
+                        Ok(request) => chunk.push((line, request)),
+                        Err(refused) => rejected.push((line, refused)),
+                    }
                 }
             }
             progress.set_position(records.reader().position().byte());
@@ -183,7 +190,8 @@ fn contact_fields(object: &ObjectDef, fields: &serde_json::Map<String, Json>) ->
     Ok(out)
 }
 
-async fn json_lines(store: &crm_core::TenantStore, tenant: &str, object: &ObjectDef, file: &Path) -> Result<()> {
+async fn json_lines(store: &crm_core::TenantStore, caller: &Caller, tenant: &str, object: &ObjectDef, file: &Path) -> Result<()> {
+    let metadata = store.metadata();
     let reader = BufReader::new(std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?);
     let mut counts = Counts::default();
     let (mut other_objects, mut deleted) = (0u64, 0u64);
@@ -209,7 +217,10 @@ async fn json_lines(store: &crm_core::TenantStore, tenant: &str, object: &Object
                         Err(reason) => rejected.push((number, reason)),
                         Ok(fields) => {
                             let mutation = Mutation::Upsert { object: "contact".into(), key: "email".into(), fields };
-                            chunk.push((number, WriteRequest::new(Actor::cli(), vec![mutation])));
+                            match caller.request(&metadata, mutation) {
+                                Ok(request) => chunk.push((number, request)),
+                                Err(refused) => rejected.push((number, refused)),
+                            }
                         }
                     },
                 }

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use crm_core::{Kernel, StoreOptions};
 
 mod admin;
+mod caller;
 mod audit;
 #[cfg(unix)]
 mod backup;
@@ -115,6 +116,9 @@ enum Command {
         /// Output file (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Export as this user (email): only what their role may read.
+        #[arg(long)]
+        as_user: Option<String>,
     },
     /// Write a consistent copy of every database to a new directory while
     /// the server keeps serving (through its control socket); without a
@@ -186,6 +190,10 @@ enum ImportCommand {
         /// Tenant name or id.
         #[arg(long)]
         tenant: String,
+        /// Import as this user (email): their role's permissions apply to
+        /// every row and they are the actor in the audit log.
+        #[arg(long)]
+        as_user: Option<String>,
     },
 }
 
@@ -293,13 +301,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::User { command } => admin::user(&cli.data_dir, command).await,
         Command::Key { command } => admin::key(&cli.data_dir, command).await,
         Command::Role { command } => admin::role(&cli.data_dir, command).await,
-        Command::Import { command: ImportCommand::Contacts { file, tenant } } => {
+        Command::Import { command: ImportCommand::Contacts { file, tenant, as_user } } => {
             let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
-            import::contacts(&kernel, &tenant, &file).await
+            import::contacts(&kernel, &tenant, &file, as_user.as_deref()).await
         }
-        Command::Export { tenant, out } => {
+        Command::Export { tenant, out, as_user } => {
             let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
-            export::tenant(&kernel, &tenant, out.as_deref())
+            export::tenant(&kernel, &tenant, out.as_deref(), as_user.as_deref())
         }
         #[cfg(unix)]
         Command::Backup { out } => backup::backup(&cli.data_dir, &out).await,
