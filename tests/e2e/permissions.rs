@@ -3,7 +3,8 @@
 //! The matrix: for each built-in role and a custom one, every CRM object ×
 //! operation × record scope (the caller's own record, a teammate's, an
 //! outsider's) is allowed or `FORBIDDEN` exactly as the role says, through
-//! get, list, aggregate, update, delete, restore and create. The table of
+//! get, list with a filter, aggregate, the change feed, update, bulk
+//! update, delete, restore and create. The table of
 //! expectations below is written from the documented role definitions, not
 //! read from the server.
 //!
@@ -201,6 +202,25 @@ impl Fixture {
     }
 }
 
+/// Every record id in the change feed as a role sees it, all pages.
+async fn change_ids(f: &Fixture, role: &str) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let body = f
+            .as_role(role, "query($a: String) { changes(after: $a, first: 1000) { changes { id } cursor hasMore } }", json!({ "a": after }))
+            .await;
+        let feed = &body["data"]["changes"];
+        for change in feed["changes"].as_array().unwrap_or_else(|| panic!("no feed for {role}: {body}")) {
+            ids.insert(change["id"].as_str().expect("id").to_string());
+        }
+        if feed["hasMore"] != true {
+            return ids;
+        }
+        after = feed["cursor"].as_str().map(str::to_string);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_gets_exactly_its_permissions_on_every_object_and_scope() {
     let f = fixture(Server::start(&["--no-bundled-plugins"]).await).await;
@@ -246,6 +266,23 @@ async fn every_role_gets_exactly_its_permissions_on_every_object_and_scope() {
                     )
                     .await;
                 check(admits(grant.update, *case), &body, &what("update", Some(*case)));
+            }
+            // bulk update, one record per request so each case stands alone
+            let plural_type = format!("{}{}", &plural[..1].to_uppercase(), &plural[1..]);
+            for (case, id) in &records {
+                let body = f
+                    .as_role(
+                        role,
+                        &format!("mutation($items: [Update{type_name}Item!]!) {{ update{plural_type}(inputs: $items) {{ id }} }}"),
+                        json!({ "items": [{ "id": id, "input": { field: format!("bulk by {role}") } }] }),
+                    )
+                    .await;
+                check(admits(grant.update, *case), &body, &what("bulk update", Some(*case)));
+            }
+            // the change feed carries exactly the readable records
+            let feed = change_ids(&f, role).await;
+            for (case, id) in &records {
+                assert_eq!(feed.contains(id), admits(grant.read, *case), "{}", what("change feed", Some(*case)));
             }
             for (case, id) in &records {
                 let body = f.as_role(role, &format!("mutation($id: ID!) {{ delete{type_name}(id: $id) {{ id }} }}"), json!({ "id": id })).await;
