@@ -9,6 +9,7 @@ mod backup;
 mod bad_input;
 mod custom_fields;
 mod durability;
+mod gdpr;
 mod graphql;
 mod identity;
 mod isolation;

@@ -44,7 +44,8 @@ async fn operators_manage_tenants_and_every_change_is_audited() {
     assert_eq!(gone.status, 401, "{}", gone.text);
     assert!(!dir.path().join("tenants").join(format!("{gamma}.redb")).exists(), "the tenant's file is removed");
 
-    let log = server.ok("{ auditLog(filter: {object: \"tenant\"}) { entries { operation } } }", json!({})).await;
+    let log = server.ok("{ auditLog(filter: {object: \"tenant\"}) { entries { operation object } } }", json!({})).await;
+    assert!(log["auditLog"]["entries"].as_array().expect("entries").iter().all(|entry| entry["object"] == "tenant"), "{log}");
     let ops: Vec<&str> = log["auditLog"]["entries"].as_array().expect("entries").iter().filter_map(|e| e["operation"].as_str()).collect();
     assert_eq!(ops, vec!["CREATED", "UPDATED", "UPDATED", "DELETED"]);
 

@@ -16,6 +16,7 @@ mod batch;
 mod context;
 mod convert;
 mod errors;
+mod gdpr;
 mod http;
 mod rate_limit;
 mod resolver;

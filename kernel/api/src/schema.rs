@@ -350,6 +350,9 @@ pub fn build(metadata: &Arc<Metadata>, limits: &Limits) -> Result<Schema, Schema
     query = crate::identity::add_queries(query);
     mutation = crate::identity::add_mutations(mutation);
     types.extend(crate::identity::types());
+    query = crate::gdpr::add_queries(query);
+    mutation = crate::gdpr::add_mutations(mutation);
+    types.extend(crate::gdpr::types());
     types.extend(crate::admin::action_types(metadata));
     query = query.field(
         Field::new("recordHistory", TypeRef::named_nn_list_nn("AuditEntry"), {
@@ -1127,9 +1130,12 @@ fn audit_types() -> Vec<async_graphql::dynamic::Type> {
         .field(Field::new("requestId", TypeRef::named(TypeRef::STRING), |ctx| {
             FieldFuture::new(async move { Ok(entry(&ctx)?.request_id.clone().map(Gql::String)) })
         }))
-        .field(Field::new("object", TypeRef::named_nn("ObjectName"), |ctx| {
-            FieldFuture::new(async move { Ok(Some(Gql::Enum(async_graphql::Name::new(screaming(&entry(&ctx)?.object))))) })
-        }))
+        .field(
+            Field::new("object", TypeRef::named_nn(TypeRef::STRING), |ctx| {
+                FieldFuture::new(async move { Ok(Some(Gql::String(entry(&ctx)?.object.clone()))) })
+            })
+            .description("The object's name (`contact`), or what an admin action changed (`user`, `role`, `api_key`, `team`, `tenant`)."),
+        )
         .field(Field::new("recordId", TypeRef::named_nn(TypeRef::ID), |ctx| {
             FieldFuture::new(async move { Ok(Some(Gql::String(entry(&ctx)?.record_id.to_string()))) })
         }))
@@ -1138,28 +1144,31 @@ fn audit_types() -> Vec<async_graphql::dynamic::Type> {
         }))
         .field(Field::new("changes", TypeRef::named_nn_list_nn("FieldChange"), |ctx| {
             FieldFuture::new(async move {
-                Ok(Some(FieldValue::list(entry(&ctx)?.diff.iter().map(|change| FieldValue::borrowed_any(change)))))
+                let rc = request(&ctx)?;
+                let changes = crate::gdpr::shown_changes(rc, entry(&ctx)?).map_err(|e| fail(rc, e))?;
+                Ok(Some(FieldValue::list(changes.into_iter().map(FieldValue::owned_any))))
             })
         }))
         .field(Field::new("hash", TypeRef::named_nn(TypeRef::STRING), |ctx| {
             FieldFuture::new(async move { Ok(Some(Gql::String(hex_string(&entry(&ctx)?.hash)))) })
         }));
+    use crate::gdpr::ShownChange;
     let change = Object::new("FieldChange")
         .field(Field::new("field", TypeRef::named_nn(TypeRef::STRING), |ctx| {
-            FieldFuture::new(async move {
-                Ok(Some(Gql::String(camel(&ctx.parent_value.try_downcast_ref::<crm_core::FieldChange>()?.field))))
-            })
+            FieldFuture::new(async move { Ok(Some(Gql::String(camel(&ctx.parent_value.try_downcast_ref::<ShownChange>()?.field)))) })
         }))
         .field(Field::new("before", TypeRef::named("JSON"), |ctx| {
-            FieldFuture::new(async move {
-                Ok(Some(json_value(&ctx.parent_value.try_downcast_ref::<crm_core::FieldChange>()?.before)))
-            })
+            FieldFuture::new(async move { Ok(Some(json_value(&ctx.parent_value.try_downcast_ref::<ShownChange>()?.before))) })
         }))
         .field(Field::new("after", TypeRef::named("JSON"), |ctx| {
-            FieldFuture::new(async move {
-                Ok(Some(json_value(&ctx.parent_value.try_downcast_ref::<crm_core::FieldChange>()?.after)))
+            FieldFuture::new(async move { Ok(Some(json_value(&ctx.parent_value.try_downcast_ref::<ShownChange>()?.after))) })
+        }))
+        .field(
+            Field::new("erased", TypeRef::named_nn(TypeRef::BOOLEAN), |ctx| {
+                FieldFuture::new(async move { Ok(Some(Gql::Boolean(ctx.parent_value.try_downcast_ref::<ShownChange>()?.erased))) })
             })
-        }));
+            .description("The person this change was about was erased: its values can no longer be read and show as null."),
+        );
     vec![audit.into(), change.into()]
 }
 

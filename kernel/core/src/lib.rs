@@ -34,6 +34,7 @@ pub mod normalize;
 pub mod plugin;
 pub mod plugin_state;
 pub mod query;
+pub mod seal;
 pub mod store;
 pub mod system;
 pub mod value;

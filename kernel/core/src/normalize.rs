@@ -22,6 +22,10 @@ pub fn normalize(field: &FieldDef, value: Value) -> Result<Value> {
     }
     let name = field.name.as_str();
     let bad = |reason: String| Error::invalid_field(name, reason);
+    // Sealed audit values begin with NUL (see `seal`); no input may look like one.
+    if value.as_text().is_some_and(|text| text.starts_with('\0')) {
+        return Err(bad("text cannot begin with a NUL character".into()));
+    }
     match (&field.ty, value) {
         (FieldType::Text | FieldType::Phone, Value::Text(text)) => {
             check_len(name, &text, MAX_TEXT_BYTES)?;
@@ -180,6 +184,11 @@ mod tests {
         let at = field("activity", "occurred_at");
         let ms = normalize(&at, Value::Text("2026-01-31T09:30:00Z".into())).unwrap();
         assert_eq!(format_datetime(ms.as_f64().unwrap() as i64), "2026-01-31T09:30:00.000Z");
+        let title = field("contact", "title");
+        let error = normalize(&title, Value::Text("\0sealed:1:AAAA".into())).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some("title"));
+        assert_eq!(normalize(&email, Value::Text("\0a@b.example".into())).unwrap_err().field.as_deref(), Some("email"));
+        assert_eq!(normalize(&title, Value::Text("a\0b".into())).unwrap(), Value::Text("a\0b".into()));
         let tags = field("contact", "tags");
         assert_eq!(normalize(&tags, Value::Text("b, a,b".into())).unwrap(), Value::List(vec!["a".into(), "b".into()]));
     }

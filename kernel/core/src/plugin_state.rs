@@ -29,6 +29,11 @@ pub enum Effect {
     /// store: an admin action on users, roles, keys, teams or plugins.
     /// It joins the tenant's hash chain like any record change.
     Audit { object: String, record_id: crate::ids::RecordId, op: crate::audit::ChangeOp, diff: Vec<crate::audit::FieldChange> },
+    /// Deletes the keys that seal the audit values of these records
+    /// (`object`, id), so those values can never be read again. The keys
+    /// go after the request's own audit entries are written: values the
+    /// same request changes are sealed with them too (erasure of a person).
+    DeleteRecordKeys { records: Vec<(String, crate::ids::RecordId)> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,8 @@
 //! - `unique`: `object \0 field \0 value` → record id
 //! - `audit`: seq → audit entry; `audit_by_record`: `object \0 id seq` → `()`
 //! - `changes`: seq → change event
+//! - `record_keys`: `object \0 id` → the key sealing the audit values of a
+//!   record of a personal object (see `seal`)
 //! - `meta`: settings such as the format version and the default pipeline
 
 use std::collections::{BTreeSet, HashMap};
@@ -24,6 +26,7 @@ use crate::ids::{RecordId, TenantId};
 use crate::metadata::{Metadata, ObjectDef};
 use crate::plugin::WriteHooks;
 use crate::query::{Condition, ListQuery, Page, PageRequest, compare_records, paginate};
+use crate::seal::{self, RecordKey};
 use crate::value::{Record, Value};
 use crate::writer::{self, WriteRequest, Applied, WriterHandle};
 
@@ -41,6 +44,8 @@ pub(crate) const TIMERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("t
 pub(crate) const TIMERS_DUE: TableDefinition<&[u8], ()> = TableDefinition::new("timers_due");
 /// seq → dead letter (JSON): deliveries that exhausted their retries.
 pub(crate) const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
+/// `object \0 id` → 32-byte key sealing the audit values of that record.
+pub(crate) const RECORD_KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("record_keys");
 
 /// The on-disk layout version of a tenant file.
 pub const TENANT_FORMAT: u64 = 1;
@@ -605,7 +610,9 @@ impl Reader<'_> {
         Ok(table.last()?.map(|(key, _)| key.value()).unwrap_or(0))
     }
 
-    /// The audit entries of one record, oldest first.
+    /// The audit entries of one record, oldest first, with sealed values
+    /// opened; values whose key was deleted (an erased person) stay sealed
+    /// (`seal::is_sealed`).
     pub fn history(&self, object: &str, id: RecordId) -> Result<Vec<AuditEntry>> {
         let mut prefix = object.as_bytes().to_vec();
         prefix.push(0);
@@ -624,10 +631,57 @@ impl Reader<'_> {
                 out.push(postcard::from_bytes(bytes.value())?);
             }
         }
+        self.open_audit(&mut out)?;
         Ok(out)
     }
 
-    /// Every audit entry in order, for verification and export.
+    /// The key sealing the audit values of a record, if it has one (records
+    /// of personal objects get one on their first audited change; erasure
+    /// deletes it).
+    pub fn record_key(&self, object: &str, id: RecordId) -> Result<Option<RecordKey>> {
+        let table = match self.txn.open_table(RECORD_KEYS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let key = table.get(seal::key_id(object, id).as_slice())?;
+        Ok(key.and_then(|bytes| RecordKey::from_bytes(bytes.value())))
+    }
+
+    /// Opens the sealed values of `entries` in place, with one key lookup
+    /// per record. Values that cannot be opened (the key was deleted) stay
+    /// sealed; entries of other objects are left as they are.
+    pub fn open_audit(&self, entries: &mut [AuditEntry]) -> Result<()> {
+        let mut keys: HashMap<(String, RecordId), Option<RecordKey>> = HashMap::new();
+        for entry in entries.iter_mut() {
+            if !seal::is_personal(&entry.object)
+                || !entry.diff.iter().any(|change| seal::is_sealed(&change.before) || seal::is_sealed(&change.after))
+            {
+                continue;
+            }
+            let slot = (entry.object.clone(), entry.record_id);
+            let key = match keys.get(&slot) {
+                Some(key) => key.clone(),
+                None => {
+                    let key = self.record_key(&entry.object, entry.record_id)?;
+                    keys.insert(slot, key.clone());
+                    key
+                }
+            };
+            let Some(key) = key else { continue };
+            for change in &mut entry.diff {
+                for value in [&mut change.before, &mut change.after] {
+                    if let Some(opened) = key.open(&entry.object, entry.record_id, &change.field, value) {
+                        *value = opened;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every audit entry in order, as stored (sealed values stay sealed;
+    /// `open_audit` opens them), for verification and export.
     pub fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
         let table = match self.txn.open_table(AUDIT) {
             Ok(table) => table,

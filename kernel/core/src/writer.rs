@@ -7,7 +7,9 @@
 //! re-applied without it, so one bad request never fails its neighbours.
 //!
 //! Every applied change writes, in the same transaction, the record, its
-//! index entries, a hash-chained audit entry and a change event.
+//! index entries, a hash-chained audit entry and a change event. The audit
+//! values of records of personal objects are sealed with a key per record
+//! (see `seal`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -25,9 +27,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{RecordId, TenantId};
 use crate::metadata::{FieldType, Metadata, ObjectDef, SYSTEM_FIELDS};
 use crate::normalize::normalize;
+use crate::seal::{self, RecordKey};
 use crate::store::{
-    AUDIT, AUDIT_BY_RECORD, CHANGES, DEAD_LETTERS, INDEX, META, PLUGIN_KV, Published, Shared, TENANT_FORMAT, TIMERS, TIMERS_DUE,
-    UNIQUE, records_table,
+    AUDIT, AUDIT_BY_RECORD, CHANGES, DEAD_LETTERS, INDEX, META, PLUGIN_KV, Published, RECORD_KEYS, Shared, TENANT_FORMAT,
+    TIMERS, TIMERS_DUE, UNIQUE, records_table,
 };
 use crate::value::{Record, Value};
 
@@ -291,6 +294,7 @@ pub(crate) fn initialize(db: &Database, _metadata: &Metadata) -> Result<()> {
         txn.open_table(TIMERS)?;
         txn.open_table(TIMERS_DUE)?;
         txn.open_table(DEAD_LETTERS)?;
+        txn.open_table(RECORD_KEYS)?;
     }
     txn.commit()?;
     Ok(())
@@ -516,6 +520,11 @@ struct Tx<'t> {
     audit_by_record: Table<'t, &'static [u8], ()>,
     changes: Table<'t, u64, &'static [u8]>,
     meta: Table<'t, &'static str, &'static [u8]>,
+    record_keys: Table<'t, &'static [u8], &'static [u8]>,
+    /// Keys of personal records this transaction has read or made.
+    keys: HashMap<Vec<u8>, RecordKey>,
+    /// Record keys the current request deletes once its audit is written.
+    doomed_keys: Vec<Vec<u8>>,
     state: &'t mut ChainState,
     published: Vec<Published>,
     /// Changes of the current request, logged when the request is done
@@ -540,6 +549,9 @@ impl<'t> Tx<'t> {
             audit_by_record: txn.open_table(AUDIT_BY_RECORD)?,
             changes: txn.open_table(CHANGES)?,
             meta: txn.open_table(META)?,
+            record_keys: txn.open_table(RECORD_KEYS)?,
+            keys: HashMap::new(),
+            doomed_keys: Vec::new(),
             state,
             published: Vec::new(),
             logged: Vec::new(),
@@ -570,6 +582,7 @@ impl<'t> Tx<'t> {
 
     fn apply(&mut self, request: &WriteRequest, hooks: Option<&dyn WriteHooks>) -> Result<Vec<Applied>> {
         self.logged.clear();
+        self.doomed_keys.clear();
         let mut out = Vec::with_capacity(request.mutations.len());
         // For each applied mutation, the range of `logged` it produced.
         let mut spans = Vec::with_capacity(request.mutations.len());
@@ -590,6 +603,10 @@ impl<'t> Tx<'t> {
             self.apply_effect(request, effect)?;
         }
         self.flush_logs(request)?;
+        for key_id in std::mem::take(&mut self.doomed_keys) {
+            self.record_keys.remove(key_id.as_slice())?;
+            self.keys.remove(&key_id);
+        }
         Ok(out)
     }
 
@@ -707,6 +724,9 @@ impl<'t> Tx<'t> {
             }
             Effect::Audit { object, record_id, op, diff } => {
                 self.append_audit(request.actor.clone(), request.request_id.clone(), object, *record_id, *op, diff.clone())?;
+            }
+            Effect::DeleteRecordKeys { records } => {
+                self.doomed_keys.extend(records.iter().map(|(object, id)| seal::key_id(object, *id)));
             }
         }
         Ok(())
@@ -1091,6 +1111,31 @@ impl<'t> Tx<'t> {
         Ok(())
     }
 
+    /// The key sealing the audit values of a personal record, made and
+    /// stored on its first audited change. A record just created cannot
+    /// have one yet, so `created` skips the lookup.
+    fn record_key(&mut self, object: &str, id: RecordId, created: bool) -> Result<RecordKey> {
+        let key_id = seal::key_id(object, id);
+        if let Some(key) = self.keys.get(&key_id) {
+            return Ok(key.clone());
+        }
+        let stored = if created {
+            None
+        } else {
+            self.record_keys.get(key_id.as_slice())?.and_then(|bytes| RecordKey::from_bytes(bytes.value()))
+        };
+        let key = match stored {
+            Some(key) => key,
+            None => {
+                let key = RecordKey::generate();
+                self.record_keys.insert(key_id.as_slice(), key.as_bytes().as_slice())?;
+                key
+            }
+        };
+        self.keys.insert(key_id, key.clone());
+        Ok(key)
+    }
+
     /// Appends one entry to the tenant's audit chain.
     fn append_audit(
         &mut self,
@@ -1144,6 +1189,13 @@ impl<'t> Tx<'t> {
                 if old != new {
                     diff.push(FieldChange { field: field.name.clone(), before: old.clone(), after: new.clone() });
                 }
+            }
+        }
+        if seal::is_personal(&object.name) && !diff.is_empty() {
+            let key = self.record_key(&object.name, after.id, op == ChangeOp::Created)?;
+            for change in &mut diff {
+                change.before = key.seal(&object.name, after.id, &change.field, &change.before)?;
+                change.after = key.seal(&object.name, after.id, &change.field, &change.after)?;
             }
         }
         self.append_audit(request.actor.clone(), request.request_id.clone(), &object.name, after.id, op, diff)?;
