@@ -69,6 +69,18 @@ async fn operators_manage_tenants_and_every_change_is_audited() {
     for role in ["admin", "manager", "sales", "support", "read-only"] {
         assert!(stdout(&roles).contains(role), "{}", stdout(&roles));
     }
+    let role_file = dir.path().join("auditor.json");
+    std::fs::write(&role_file, r#"{"name": "auditor", "description": "Reads contacts", "objects": {"contact": {"read": "all"}}, "fields": {"contact.email": "hidden"}}"#)
+        .expect("write role");
+    let defined = crm(dir.path(), &["role", "define", "--tenant", "beta", role_file.to_str().expect("path")]).await;
+    assert!(defined.status.success(), "{}", stderr(&defined));
+    let roles = crm(dir.path(), &["role", "list", "--tenant", "beta"]).await;
+    assert!(stdout(&roles).lines().any(|line| line.starts_with("auditor") && line.contains("custom")), "{}", stdout(&roles));
+    std::fs::write(&role_file, r#"{"name": "auditor", "fields": {"contact.nope": "hidden"}}"#).expect("write role");
+    let unknown_field = crm(dir.path(), &["role", "define", "--tenant", "beta", role_file.to_str().expect("path")]).await;
+    assert!(!unknown_field.status.success() && stderr(&unknown_field).contains("VALIDATION"), "{}", stderr(&unknown_field));
+    let removed = crm(dir.path(), &["role", "delete", "--tenant", "beta", "auditor"]).await;
+    assert!(removed.status.success(), "{}", stderr(&removed));
     let disabled = crm(dir.path(), &["user", "disable", "--tenant", "beta", "eve@example.com"]).await;
     assert!(disabled.status.success(), "{}", stderr(&disabled));
     let suspend = crm(dir.path(), &["tenant", "suspend", "beta"]).await;

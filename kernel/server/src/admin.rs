@@ -85,6 +85,21 @@ pub enum RoleCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// Create or replace a custom role from a JSON file: {"name", "description",
+    /// "admin", "actions", "default": {"read": "all", "create": true, "update":
+    /// "own", "delete": null}, "objects": {"deal": {…}}, "fields":
+    /// {"contact.email": "hidden"}}.
+    Define {
+        #[arg(long)]
+        tenant: String,
+        file: std::path::PathBuf,
+    },
+    /// Delete a custom role nobody holds.
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        name: String,
+    },
 }
 
 fn open(data_dir: &Path) -> Result<Kernel> {
@@ -237,6 +252,30 @@ pub async fn role(data_dir: &Path, command: RoleCommand) -> Result<()> {
                 let kind = if role.builtin { "built-in" } else { "custom" };
                 println!("{:<12} {kind:<9} {}", role.name, role.description);
             }
+        }
+        RoleCommand::Define { tenant, file } => {
+            let tenant = core(kernel.system().find_tenant(&tenant))?.id;
+            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let role: crm_core::Role = serde_json::from_str(&text).with_context(|| format!("{} is not a role definition", file.display()))?;
+            let metadata = core(kernel.metadata(&tenant))?;
+            core(role.validate(&metadata))?;
+            let before = kernel.system().role(&tenant, &role.name).ok();
+            core(kernel.system().put_role(&tenant, &role))?;
+            let json = |role: &crm_core::Role| serde_json::to_string(role).unwrap_or_default();
+            let op = if before.is_some() { ChangeOp::Updated } else { ChangeOp::Created };
+            audit(&kernel, &tenant, "role", named_id("role", &role.name), op, vec![text_change(
+                "definition",
+                before.as_ref().map(json),
+                Some(json(&role)),
+            )])
+            .await?;
+            println!("defined role '{}'", role.name);
+        }
+        RoleCommand::Delete { tenant, name } => {
+            let tenant = core(kernel.system().find_tenant(&tenant))?.id;
+            core(kernel.system().delete_role(&tenant, &name))?;
+            audit(&kernel, &tenant, "role", named_id("role", &name), ChangeOp::Deleted, vec![]).await?;
+            println!("deleted role '{name}'");
         }
     }
     Ok(())
