@@ -25,6 +25,7 @@ pub mod names;
 pub mod schema;
 
 pub use auth::ThrottlePolicy;
+pub use context::{Caller, RequestCtx};
 pub use http::{AppState, router};
 pub use rate_limit::RateLimit;
 pub use schema::Limits;
