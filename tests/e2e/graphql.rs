@@ -822,7 +822,7 @@ async fn change_feed_continues_from_cursors_and_keeps_tombstones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relations_of_a_page_cost_a_bounded_number_of_reads() {
-    let server = Server::start(&[]).await;
+    let server = Server::start(&["--no-bundled-plugins"]).await;
     let tenant = server.only_tenant_id();
     let companies: Vec<Value> = (0..50).map(|i| json!({ "name": format!("Company {i:02}") })).collect();
     let companies = server.ok("mutation($c: [CreateCompanyInput!]!) { createCompanies(inputs: $c) { id } }", json!({ "c": companies })).await;

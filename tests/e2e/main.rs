@@ -13,6 +13,7 @@ mod gdpr;
 mod graphql;
 mod identity;
 mod isolation;
+mod lead_scoring;
 mod permissions;
 mod plugins;
 mod rate_limit;

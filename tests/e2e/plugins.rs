@@ -188,7 +188,7 @@ async fn invalid_uploads_are_refused_with_a_code() {
     let bad_manifest = server.gql(INSTALL, json!({ "wasm": wasm_base64("bad-manifest") })).await;
     assert_eq!(single_code(&bad_manifest), "VALIDATION");
     let installed = server.ok("{ plugins { id } }", json!({})).await;
-    assert_eq!(installed["plugins"], json!([{ "id": "custom-fields" }]), "only the bundled plugin");
+    assert_eq!(installed["plugins"], json!([{ "id": "custom-fields" }, { "id": "lead-scoring" }]), "only the bundled plugins");
     let unknown = server.gql(ENABLE, json!({ "id": "nope" })).await;
     assert_eq!(single_code(&unknown), "NOT_FOUND");
 }
@@ -224,7 +224,7 @@ async fn after_commit_delivery_survives_kill_9_mid_delivery() {
 async fn public_routes_reach_the_plugin_without_credentials() {
     let dir = data_dir();
     let other = create_tenant(dir.path(), "other").await;
-    let server = Server::start_in(dir.path(), &[]).await;
+    let server = Server::start_in(dir.path(), &["--no-bundled-plugins"]).await;
     install_enable(&server, &server.key, "web-form", json!({ "thank_you": true })).await;
     let client = reqwest::Client::new();
     let base = format!("http://{}/hooks/default/web-form", server.addr);

@@ -109,7 +109,7 @@ async fn readme_tour_runs_against_a_fresh_server() {
         .iter()
         .map(|change| (change["object"].as_str().unwrap_or_default(), change["operation"].as_str().unwrap_or_default()))
         .collect();
-    let tour: Vec<(&str, &str)> = operations.iter().copied().filter(|(object, _)| *object != "PIPELINE" && *object != "PIPELINE_STAGE").collect();
+    let tour: Vec<(&str, &str)> = operations.iter().copied().filter(|(object, _)| !matches!(*object, "PIPELINE" | "PIPELINE_STAGE" | "SCORE_CHANGE")).collect();
     assert_eq!(
         tour,
         vec![
