@@ -3,8 +3,9 @@
 //! The matrix: for each built-in role and a custom one, every CRM object ×
 //! operation × record scope (the caller's own record, a teammate's, an
 //! outsider's) is allowed or `FORBIDDEN` exactly as the role says, through
-//! get, list with a filter, aggregate, the change feed, update, bulk
-//! update, delete, restore and create. The table of
+//! get, a filtered and sorted list, aggregate, the reverse relation from a
+//! company, the change feed, update, bulk update, delete, restore and
+//! create. The table of
 //! expectations below is written from the documented role definitions, not
 //! read from the server.
 //!
@@ -111,6 +112,9 @@ struct Fixture {
     outsider: String,
     users: HashMap<&'static str, String>,
     keys: HashMap<&'static str, String>,
+    /// Per role, a company its user owns (readable by every role): the
+    /// parent of that role's contacts, deals and activities.
+    homes: HashMap<&'static str, String>,
 }
 
 async fn invite(server: &Server, email: &str, role: &str, team: &str) -> String {
@@ -167,7 +171,14 @@ async fn fixture(server: Server) -> Fixture {
         keys.insert(role, key_for(&server, role, &user).await);
         users.insert(role, user);
     }
-    Fixture { server, team_east: east, mate, outsider, users, keys }
+    let mut homes = HashMap::new();
+    for role in ROLES {
+        let data = server
+            .ok("mutation($o: ID) { createCompany(input: {name: \"Home\", ownerId: $o}) { id } }", json!({ "o": users[role] }))
+            .await;
+        homes.insert(role, data["createCompany"]["id"].as_str().expect("id").to_string());
+    }
+    Fixture { server, team_east: east, mate, outsider, users, keys, homes }
 }
 
 impl Fixture {
@@ -182,7 +193,10 @@ impl Fixture {
             (Case::Team, self.mate.as_str(), self.team_east.as_str()),
             (Case::Other, self.outsider.as_str(), west_team.as_str()),
         ] {
-            let input = create_input(name, field, &format!("{role} {case:?}"), owner, team);
+            let mut input = create_input(name, field, &format!("{role} {case:?}"), owner, team);
+            if name != "company" {
+                input["companyId"] = json!(self.homes[role]);
+            }
             let data = self
                 .server
                 .ok(&format!("mutation($i: Create{type_name}Input!) {{ create{type_name}(input: $i) {{ id }} }}"), json!({ "i": input }))
@@ -237,16 +251,36 @@ async fn every_role_gets_exactly_its_permissions_on_every_object_and_scope() {
                 let body = f.as_role(role, &format!("query($id: ID!) {{ {name}(id: $id) {{ id }} }}"), json!({ "id": id })).await;
                 check(admits(grant.read, *case), &body, &what("get", Some(*case)));
             }
-            // list and aggregate: exactly the readable records
+            // list (filtered and sorted) and aggregate: exactly the readable records
             let body = f
-                .as_role(role, &format!("query($ids: [ID!]) {{ {plural}(filter: {{id: {{in: $ids}}}}) {{ totalCount nodes {{ id }} }} }}"), json!({ "ids": ids }))
+                .as_role(
+                    role,
+                    &format!("query($ids: [ID!]) {{ {plural}(filter: {{id: {{in: $ids}}}}, orderBy: [{{field: CREATED_AT, direction: DESC}}]) {{ totalCount nodes {{ id }} }} }}"),
+                    json!({ "ids": ids }),
+                )
                 .await;
+            // the reverse relation from the role's company: the same records
+            let related = if name == "company" {
+                None
+            } else {
+                Some(
+                    f.as_role(
+                        role,
+                        &format!("query($c: ID!, $ids: [ID!]) {{ company(id: $c) {{ {plural}(filter: {{id: {{in: $ids}}}}) {{ nodes {{ id }} }} }} }}"),
+                        json!({ "c": f.homes[role], "ids": ids }),
+                    )
+                    .await,
+                )
+            };
             let aggregate = f
                 .as_role(role, &format!("query($ids: [ID!]) {{ {plural}Aggregate(filter: {{id: {{in: $ids}}}}) {{ count }} }}"), json!({ "ids": ids }))
                 .await;
             if grant.read == S::No {
                 check(false, &body, &what("list", None));
                 check(false, &aggregate, &what("aggregate", None));
+                if let Some(related) = &related {
+                    check(false, related, &what("relation", None));
+                }
             } else {
                 let seen: BTreeSet<String> =
                     body["data"][plural]["nodes"].as_array().expect("nodes").iter().map(|n| n["id"].as_str().expect("id").to_string()).collect();
@@ -255,6 +289,15 @@ async fn every_role_gets_exactly_its_permissions_on_every_object_and_scope() {
                 assert_eq!(seen, readable, "{}", what("list", None));
                 assert_eq!(body["data"][plural]["totalCount"], readable.len(), "{}", what("list count", None));
                 assert_eq!(aggregate["data"][format!("{plural}Aggregate")]["count"], readable.len(), "{}", what("aggregate", None));
+                if let Some(related) = &related {
+                    let through: BTreeSet<String> = related["data"]["company"][plural]["nodes"]
+                        .as_array()
+                        .unwrap_or_else(|| panic!("{}: {related}", what("relation", None)))
+                        .iter()
+                        .map(|n| n["id"].as_str().expect("id").to_string())
+                        .collect();
+                    assert_eq!(through, readable, "{}", what("relation", None));
+                }
             }
             // update, delete, restore
             for (case, id) in &records {
