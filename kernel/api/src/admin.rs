@@ -370,7 +370,8 @@ pub fn action_types(metadata: &Metadata) -> Vec<async_graphql::dynamic::Type> {
                     let ty = ty.clone();
                     FieldFuture::new(async move {
                         let fields = ctx.parent_value.try_downcast_ref::<crm_core::Fields>()?;
-                        Ok(fields.get(&name).map(|value| output(&ty, value)))
+                        // None, not Some(Null): the engine refuses a null scalar it cannot type.
+                        Ok(fields.get(&name).map(|value| output(&ty, value)).filter(|value| *value != Gql::Null))
                     })
                 })
                 .description(field.description.clone()),
