@@ -163,17 +163,6 @@ fn referring(reader: &Reader<'_>, contacts: &[Record]) -> Result<BTreeMap<String
     Ok(out)
 }
 
-fn value_json(value: &Value) -> Json {
-    match value {
-        Value::Null => Json::Null,
-        Value::Bool(flag) => json!(flag),
-        Value::Int(int) => json!(int),
-        Value::Float(float) => json!(float),
-        Value::Text(text) => json!(text),
-        Value::Id(id) => json!(id.to_string()),
-        Value::List(items) => json!(items),
-    }
-}
 
 fn record_export(object: &ObjectDef, record: &Record) -> Result<Json, Error> {
     let mut json = record_json(object, record).into_json().map_err(|e| Error::internal(e.to_string()))?;
@@ -189,8 +178,8 @@ fn entry_export(rc: &RequestCtx, entry: &AuditEntry) -> Result<Json, Error> {
         .map(|change| {
             json!({
                 "field": camel(&change.field),
-                "before": value_json(&change.before),
-                "after": value_json(&change.after),
+                "before": change.before.to_json(),
+                "after": change.after.to_json(),
                 "erased": change.erased,
             })
         })
@@ -214,7 +203,7 @@ fn consent(object: &ObjectDef, record: &Record) -> Json {
     for field in object.fields.iter().filter(|field| field.name.contains("opt_in")) {
         let value = match (&field.ty, record.get(&field.name)) {
             (FieldType::DateTime, Value::Int(ms)) => json!(format_datetime(*ms)),
-            (_, value) => value_json(value),
+            (_, value) => value.to_json(),
         };
         map.insert(camel(&field.name), value);
     }
@@ -250,7 +239,7 @@ fn export_person(rc: &RequestCtx, email: &Value) -> Result<Json, Error> {
     audit.dedup_by_key(|entry| entry.seq);
 
     Ok(json!({
-        "email": value_json(email),
+        "email": email.to_json(),
         "exportedAt": format_datetime(crm_core::clock::now_ms()),
         "contacts": contacts.iter().map(|record| record_export(contact_def, record)).collect::<Result<Vec<_>, _>>()?,
         "consent": contacts.iter().map(|record| consent(contact_def, record)).collect::<Vec<_>>(),

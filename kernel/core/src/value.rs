@@ -24,6 +24,19 @@ impl Value {
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
+
+    /// The value as plain JSON (ids as text, date-times as milliseconds).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(flag) => serde_json::json!(flag),
+            Value::Int(int) => serde_json::json!(int),
+            Value::Float(float) => serde_json::json!(float),
+            Value::Text(text) => serde_json::json!(text),
+            Value::Id(id) => serde_json::json!(id.to_string()),
+            Value::List(items) => serde_json::json!(items),
+        }
+    }
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Int(i) => Some(*i as f64),

@@ -6,19 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use crm_core::normalize::format_datetime;
 use crm_core::{Kernel, ListQuery, Value};
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, json};
 
-fn to_json(value: &Value) -> Json {
-    match value {
-        Value::Null => Json::Null,
-        Value::Bool(flag) => json!(flag),
-        Value::Int(int) => json!(int),
-        Value::Float(float) => json!(float),
-        Value::Text(text) => json!(text),
-        Value::Id(id) => json!(id.to_string()),
-        Value::List(items) => json!(items),
-    }
-}
 
 /// Writes the records `as_user` may read (every record without it), each
 /// with only the fields their role may read.
@@ -49,7 +38,7 @@ pub fn tenant(kernel: &Kernel, tenant: &str, out: Option<&Path>, as_user: Option
                 let value = record.get(&field.name);
                 let json = match (&field.ty, value) {
                     (crm_core::FieldType::DateTime, Value::Int(ms)) => json!(format_datetime(*ms)),
-                    _ => to_json(value),
+                    _ => value.to_json(),
                 };
                 if !json.is_null() {
                     fields.insert(field.name.clone(), json);
