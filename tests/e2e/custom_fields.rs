@@ -2,11 +2,10 @@
 //! fields, type changes that convert stored values, and custom fields
 //! through export and import.
 
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, assert_close, crm, data_dir, single_code, stderr, stdout};
+use crate::support::{Server, assert_close, crm, data_dir, eventually, single_code, stderr, stdout};
 
 const DEFINE: &str = "mutation($input: CustomFieldsDefineFieldInput!) { customFieldsDefineField(input: $input) { field } }";
 const CHANGE: &str = "mutation($input: CustomFieldsChangeFieldInput!) { customFieldsChangeField(input: $input) { field } }";
@@ -30,20 +29,6 @@ async fn contact_definitions(server: &Server) -> Vec<Value> {
     serde_json::from_str(body["customFieldsListFields"]["fields"].as_str().expect("fields")).expect("fields are JSON")
 }
 
-/// Polls until `probe` returns Some, for up to twenty seconds.
-async fn eventually<T, F, Fut>(mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..800 {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("condition not met within 20 s");
-}
 
 /// Contact fields of the formula tests: a shoe size and two formulas over
 /// it and the standard lead score.
@@ -108,7 +93,7 @@ async fn a_new_formula_is_computed_for_the_records_stored_before_it() {
         json!({ "object": "contact", "name": "double_score", "type": "FORMULA", "formulaType": "NUMBER", "formula": "lead_score * 2" }),
     )
     .await;
-    let doubled = eventually(|| async {
+    let doubled = eventually("the condition", || async {
         let body = server.ok("{ contacts { nodes { doubleScore } } }", json!({})).await;
         let value = body["contacts"]["nodes"][0]["doubleScore"].clone();
         (!value.is_null()).then_some(value)
@@ -116,7 +101,7 @@ async fn a_new_formula_is_computed_for_the_records_stored_before_it() {
     .await;
     assert_close(&doubled, 60.0);
     server.ok(CHANGE, json!({ "input": { "object": "contact", "name": "double_score", "formula": "lead_score * 3" } })).await;
-    eventually(|| async {
+    eventually("the condition", || async {
         let body = server.ok("{ contacts { nodes { doubleScore } } }", json!({})).await;
         (body["contacts"]["nodes"][0]["doubleScore"] == json!(90.0)).then_some(())
     })
@@ -241,8 +226,8 @@ async fn a_type_change_converts_stored_values_or_is_refused_with_a_count() {
         ("Di".to_string(), json!(39.5)),
         ("Ed".to_string(), Value::Null),
     ];
-    eventually(|| async { shoe_sizes(&server).await.filter(|sizes| *sizes == expected) }).await;
-    let definitions = eventually(|| async {
+    eventually("the condition", || async { shoe_sizes(&server).await.filter(|sizes| *sizes == expected) }).await;
+    let definitions = eventually("the condition", || async {
         let definitions = contact_definitions(&server).await;
         definitions[0].get("converting_from").is_none().then_some(definitions)
     })

@@ -4,11 +4,10 @@
 //! acting on thresholds, learning a predictive model from won and lost
 //! deals, and re-scoring everything with a backfill.
 
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Server, create_tenant, data_dir, single_code};
+use crate::support::{Server, create_tenant, data_dir, eventually, single_code};
 
 const ENABLE: &str = "mutation($config: JSON) { enablePlugin(id: \"lead-scoring\", config: $config) { id status } }";
 /// The inbound team's owners (user ids), in round-robin order.
@@ -20,20 +19,6 @@ async fn enable(server: &Server, key: &str, config: Value) {
     assert_eq!(enabled["enablePlugin"]["status"], "ENABLED", "{enabled}");
 }
 
-/// Polls until `probe` returns Some, for up to sixty seconds.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..1200 {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what}: not reached within 60 s");
-}
 
 async fn contact(server: &Server, key: &str, id: &str) -> Value {
     let query = format!("query($id: ID!) {{ contact(id: $id) {{ {SCORES} }} }}");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::support::{Server, crm, create_tenant, data_dir, single_code, stderr, stdout};
+use crate::support::{Server, crm, create_tenant, data_dir, eventually, single_code, stderr, stdout};
 
 fn plugin_path(name: &str) -> String {
     crm_plugin_artifacts::test_plugin(name).display().to_string()
@@ -33,20 +33,6 @@ fn by_id<'a>(list: &'a Value, id: &str) -> &'a Value {
     list.as_array().unwrap().iter().find(|item| item["id"] == id).unwrap_or_else(|| panic!("no {id} in {list}"))
 }
 
-/// Polls until `probe` returns Some, for up to twenty seconds.
-async fn eventually<T, F, Fut>(mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..800 {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("condition not met within 20 s");
-}
 
 async fn activity_subjects(server: &Server, key: &str) -> Vec<String> {
     let data = server.ok_as(key, "{ activities(first: 500) { edges { node { subject } } } }", json!({})).await;
@@ -130,7 +116,7 @@ async fn timers_fire_on_the_kernels_clock_and_survive_a_restart() {
     let contact = server.ok("mutation { createContact(input: {firstName: \"Ada\"}) { id } }", json!({})).await;
     let id = contact["createContact"]["id"].as_str().unwrap().to_string();
     let key = server.key.clone();
-    eventually(|| async { activity_subjects(&server, &key).await.contains(&"Follow up with Ada".to_string()).then_some(()) }).await;
+    eventually("the condition", || async { activity_subjects(&server, &key).await.contains(&"Follow up with Ada".to_string()).then_some(()) }).await;
     let reminder = format!("Reminder for {id}");
     assert!(!activity_subjects(&server, &key).await.contains(&reminder), "not due yet");
     server.kill9().await;
@@ -139,7 +125,7 @@ async fn timers_fire_on_the_kernels_clock_and_survive_a_restart() {
     let server = Server::start_in(dir.path(), &["--dev-clock"]).await;
     server.ok("mutation { advanceClock(ms: 3600001) }", json!({})).await;
     let key = server.key.clone();
-    eventually(|| async { activity_subjects(&server, &key).await.contains(&reminder).then_some(()) }).await;
+    eventually("the condition", || async { activity_subjects(&server, &key).await.contains(&reminder).then_some(()) }).await;
 }
 
 #[tokio::test]
@@ -212,7 +198,7 @@ async fn after_commit_delivery_survives_kill_9_mid_delivery() {
 
     let server = Server::start_in(dir.path(), &[]).await;
     let key = server.key.clone();
-    let subjects = eventually(|| async {
+    let subjects = eventually("the condition", || async {
         let subjects = activity_subjects(&server, &key).await;
         subjects.contains(&"Follow up with Ada".to_string()).then_some(subjects)
     })
