@@ -162,6 +162,7 @@ pub mod manifest;
 mod message;
 mod plugin;
 mod record;
+pub mod signed;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 mod value;
