@@ -14,6 +14,7 @@ mod graphql;
 mod identity;
 mod isolation;
 mod lead_scoring;
+mod outbound;
 mod permissions;
 mod plugins;
 mod rate_limit;

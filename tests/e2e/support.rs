@@ -23,8 +23,12 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Settings the binary reads from the environment; the tests pass flags,
 /// so a developer's own `CRM_*` variables must not leak in.
-const CRM_ENV: [&str; 9] = [
+const CRM_ENV: [&str; 13] = [
     "CRM_DATA_DIR",
+    "CRM_DEV_CLOCK",
+    "CRM_SMTP_URL",
+    "CRM_SMTP_FROM",
+    "CRM_SMTP_CONNECTIONS",
     "CRM_LISTEN",
     "CRM_MAX_BODY_BYTES",
     "CRM_MAX_BATCH",
@@ -514,4 +518,51 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{what}: not reached within 60 s");
+}
+
+/// `crm mail-sink`, a real SMTP server on a free loopback port; what it
+/// receives lands in its own temporary directory as `<n>.eml`.
+pub struct MailSink {
+    _child: Child,
+    /// `smtp://127.0.0.1:PORT`, for `crm serve --smtp-url`.
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl MailSink {
+    /// `extra` are further `crm mail-sink` flags (`--reject`, `--defer`).
+    pub async fn start(extra: &[&str]) -> MailSink {
+        let dir = data_dir();
+        let mut child = command()
+            .args(["mail-sink", "--listen", "127.0.0.1:0", "--dir"])
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn crm mail-sink");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let line = tokio::time::timeout(TIMEOUT, lines.next_line()).await.expect("mail sink started").expect("read stdout").expect("a line");
+        let url = line
+            .strip_prefix("mail sink listening on ")
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_else(|| panic!("unexpected mail sink output: {line}"))
+            .to_string();
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        MailSink { _child: child, url, dir }
+    }
+
+    /// Every message received so far, in arrival order.
+    pub fn messages(&self) -> Vec<String> {
+        let mut numbered: Vec<(u64, String)> = std::fs::read_dir(self.dir.path())
+            .expect("read the mail sink directory")
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                let n = path.file_name()?.to_str()?.strip_suffix(".eml")?.parse().ok()?;
+                Some((n, std::fs::read_to_string(&path).ok()?))
+            })
+            .collect();
+        numbered.sort();
+        numbered.into_iter().map(|(_, text)| text).collect()
+    }
 }

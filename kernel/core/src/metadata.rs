@@ -326,8 +326,10 @@ impl Metadata {
                     FieldDef::new("status", Enum(["queued", "sent", "delivered", "failed", "bounced"].map(String::from).to_vec()))
                         .indexed(),
                     FieldDef::new("source", Text).indexed().describe("The plugin that sent it."),
-                    FieldDef::new("sent_at", DateTime),
-                    FieldDef::new("error", Text),
+                    FieldDef::new("sent_at", DateTime).describe("When the transport handed it over (the SMTP server accepted it)."),
+                    FieldDef::new("error", Text).describe("Why the last attempt failed or the message bounced."),
+                    FieldDef::new("attempts", Int).describe("Delivery attempts so far."),
+                    FieldDef::new("retry_at", DateTime).describe("When a message kept queued after a transient failure is tried again."),
                 ],
             },
         ];

@@ -946,12 +946,21 @@ impl<'t> Tx<'t> {
         Ok(Applied { object: object.name.clone(), record: after, op: Some(ChangeOp::Restored) })
     }
 
-    /// Kernel rules of standard objects. A deal follows its pipeline: the
+    /// Kernel rules of standard objects. Contacts stamp consent changes; an
+    /// outbound message is `queued` unless given a status. A deal follows its pipeline: the
     /// stage must belong to it, the probability follows the stage unless set
     /// explicitly, and the expected amount is amount × probability.
     fn object_rules(&mut self, object: &ObjectDef, before: Option<&Record>, record: &mut Record, patch: &Fields) -> Result<()> {
         if object.name == "contact" {
             consent_rules(self.now, &self.actor, before, record, patch);
+            return Ok(());
+        }
+        if object.name == "outbound_message" {
+            // A message written without a status joins the queue (the dev
+            // mailbox, or the transport's queue when one is configured).
+            if record.get("status").is_null() {
+                record.fields.insert("status".into(), Value::Text("queued".into()));
+            }
             return Ok(());
         }
         if object.name != "deal" {

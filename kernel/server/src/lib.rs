@@ -21,6 +21,8 @@ mod backup;
 pub mod control;
 mod export;
 mod import;
+mod mail_sink;
+mod outbound;
 mod plugins;
 pub mod scaffold;
 mod tls;
@@ -71,6 +73,17 @@ enum Command {
         /// The PEM private key of --tls-cert.
         #[arg(long, env = "CRM_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Deliver outbound email through this SMTP server:
+        /// smtp://[user:pass@]host[:port][?tls=required] or smtps://…
+        /// Without it, messages stay in the dev mailbox (`outboundMessages`).
+        #[arg(long, env = "CRM_SMTP_URL")]
+        smtp_url: Option<String>,
+        /// The sender of outbound email.
+        #[arg(long, env = "CRM_SMTP_FROM", default_value = "CRM <crm@localhost>")]
+        smtp_from: String,
+        /// SMTP connections used at once.
+        #[arg(long, env = "CRM_SMTP_CONNECTIONS", default_value_t = 4)]
+        smtp_connections: u32,
     },
     /// Manage plugins.
     Plugin {
@@ -154,6 +167,23 @@ enum Command {
         /// RNG seed: the same seed and N give the same records.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+    },
+    /// Run a local SMTP server that keeps every message it receives as
+    /// <dir>/<n>.eml, for trying outbound email without a real mail server
+    /// (`crm serve --smtp-url smtp://127.0.0.1:2525`).
+    MailSink {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        listen: String,
+        /// Where to write the messages.
+        #[arg(long, default_value = "./crm-mail")]
+        dir: PathBuf,
+        /// Refuse recipients containing this text permanently (550).
+        #[arg(long)]
+        reject: Option<String>,
+        /// Refuse recipients containing this text for now (451).
+        #[arg(long)]
+        defer: Option<String>,
     },
 }
 
@@ -247,6 +277,9 @@ async fn run(cli: Cli) -> Result<()> {
             rate_limit_tenant,
             tls_cert,
             tls_key,
+            smtp_url,
+            smtp_from,
+            smtp_connections,
         } => {
             let options = StoreOptions { max_batch, ..StoreOptions::default() };
             if dev_clock {
@@ -262,7 +295,10 @@ async fn run(cli: Cli) -> Result<()> {
                 (Some(cert), Some(key)) => Some(tls::server_config(&cert, &key)?),
                 _ => None,
             };
-            serve(&cli.data_dir, &listen, limits, options, !no_bundled_plugins, tls).await
+            let smtp = smtp_url
+                .map(|url| outbound::Smtp::new(&outbound::SmtpConfig { url, from: smtp_from, connections: smtp_connections }))
+                .transpose()?;
+            serve(&cli.data_dir, &listen, limits, options, !no_bundled_plugins, tls, smtp).await
         }
         Command::Audit { command } => {
             let kernel = Kernel::open(&cli.data_dir, StoreOptions::default()).map_err(|error| anyhow::anyhow!(error.message))?;
@@ -313,6 +349,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Backup { out } => backup::backup(&cli.data_dir, &out).await,
         #[cfg(unix)]
         Command::Restore { backup, force } => backup::restore(&cli.data_dir, &backup, force).await,
+        Command::MailSink { listen, dir, reject, defer } => mail_sink::run(&listen, mail_sink::SinkOptions { dir, reject, defer }).await,
         Command::Seed { tenant, contacts, seed } => {
             let kernel = open_kernel(&cli.data_dir, StoreOptions::default())?;
             seed::run(&kernel, &tenant, contacts, seed).await
@@ -327,6 +364,7 @@ async fn serve(
     options: StoreOptions,
     bundled: bool,
     tls: Option<Arc<rustls::ServerConfig>>,
+    smtp: Option<outbound::Smtp>,
 ) -> Result<()> {
     let (kernel, host) = open_kernel_with_host(data_dir, options)?;
     let started = std::time::Instant::now();
@@ -348,6 +386,10 @@ async fn serve(
         if has_plugins {
             kernel.tenant(&tenant.id).map_err(|error| anyhow::anyhow!(error.message))?;
         }
+    }
+    if let Some(smtp) = smtp {
+        smtp.start(kernel.clone());
+        tracing::info!("outbound email goes through SMTP");
     }
     #[cfg(unix)]
     let _control = control::ControlSocket::start(data_dir, kernel.clone())
