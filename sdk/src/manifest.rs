@@ -509,9 +509,12 @@ impl Manifest {
         self
     }
 
-    /// The access granted to `object`, merged over all entries.
+    /// The access granted to `object`, merged over all entries (a `*`
+    /// entry covers every object but `outbound_message` and `custom_event`).
     pub fn access_to<'a>(&'a self, object: &'a str) -> impl Iterator<Item = &'a ObjectAccess> + 'a {
-        self.capabilities.records.iter().filter(move |access| access.object == object)
+        self.capabilities.records.iter().filter(move |access| {
+            access.object == object || (access.object == "*" && !["*", "outbound_message", "custom_event"].contains(&object))
+        })
     }
 
     /// The checks the host makes on a manifest alone (names, versions,

@@ -518,8 +518,14 @@ impl TestHost {
     }
 }
 
+/// As the host: `*` names every object but the kernel's channel objects
+/// (`outbound_message`, `custom_event`), which a plugin must name.
+fn names_object(declared: &str, object: &str) -> bool {
+    declared == object || (declared == "*" && object != "*" && !["outbound_message", "custom_event"].contains(&object))
+}
+
 fn covers(manifest: &Manifest, kind: HookKind, object: &str, op: Op) -> bool {
-    manifest.hooks.iter().any(|hook| hook.kind == kind && (hook.object == object || hook.object == "*") && hook.ops.contains(&op))
+    manifest.hooks.iter().any(|hook| hook.kind == kind && names_object(&hook.object, object) && hook.ops.contains(&op))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -543,7 +549,7 @@ impl Access {
 
 fn allows(grants: Option<&Capabilities>, object: &str, access: Access) -> bool {
     let Some(grants) = grants else { return true };
-    grants.records.iter().filter(|grant| grant.object == object).any(|grant| match access {
+    grants.records.iter().filter(|grant| names_object(&grant.object, object)).any(|grant| match access {
         Access::Read => grant.read,
         Access::Create => grant.create,
         Access::Update => grant.update,
@@ -553,7 +559,7 @@ fn allows(grants: Option<&Capabilities>, object: &str, access: Access) -> bool {
 
 fn allows_field(grants: Option<&Capabilities>, object: &str, field: &str, access: Access) -> bool {
     let Some(grants) = grants else { return true };
-    grants.records.iter().filter(|grant| grant.object == object).any(|grant| {
+    grants.records.iter().filter(|grant| names_object(&grant.object, object)).any(|grant| {
         let allowed = match access {
             Access::Read => grant.read,
             Access::Create => grant.create,
@@ -569,7 +575,7 @@ fn allows_field(grants: Option<&Capabilities>, object: &str, field: &str, access
 /// its changes); the real host may be stricter.
 fn readable(grants: Option<&Capabilities>, object: &str, fields: &Fields) -> Fields {
     let Some(grants) = grants else { return fields.clone() };
-    if !grants.records.iter().any(|grant| grant.object == object) {
+    if !grants.records.iter().any(|grant| names_object(&grant.object, object)) {
         return fields.clone();
     }
     let mut fields = fields.clone();

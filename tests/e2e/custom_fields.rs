@@ -366,3 +366,44 @@ async fn custom_fields_round_trip_through_export_and_import() {
         json!({ "shoeSize": 44, "budget": 10.0, "budgetCurrency": "GBP", "sizeBand": "large Eve" })
     );
 }
+
+/// Custom fields on an object another plugin declares (the test plugin
+/// `follow-up` declares `follow_up_rule`): typed in the schema, validated,
+/// refused when the name is taken, dormant while that plugin is disabled.
+#[tokio::test]
+async fn custom_fields_go_on_objects_other_plugins_declare() {
+    let server = Server::start(&[]).await;
+    crate::plugins::install_enable(&server, &server.key, "follow-up", json!({})).await;
+
+    let unknown = validation(&server, DEFINE, json!({"input": {"object": "follow_up_rul", "name": "x", "type": "TEXT"}})).await;
+    assert!(unknown.contains("object: 'follow_up_rul' is not an object of this tenant"), "{unknown}");
+    let taken = validation(&server, DEFINE, json!({"input": {"object": "follow_up_rule", "name": "delay_ms", "type": "INTEGER"}})).await;
+    assert!(taken.contains("follow_up_rule already has a field 'delay_ms'"), "{taken}");
+
+    define(&server, json!({"object": "follow_up_rule", "name": "channel", "type": "SINGLE_SELECT", "required": true, "options": "call:Call, email:Email"})).await;
+    define(&server, json!({"object": "follow_up_rule", "name": "days", "type": "INTEGER", "min": 1, "max": 30})).await;
+
+    let created = server
+        .ok("mutation { createFollowUpRule(input: {name: \"Call back\", channel: CALL, days: 3}) { id channel days } }", json!({}))
+        .await;
+    assert_eq!(created["createFollowUpRule"]["channel"], "CALL");
+    assert_eq!(created["createFollowUpRule"]["days"], 3);
+    let id = created["createFollowUpRule"]["id"].as_str().unwrap().to_string();
+    let missing = validation(&server, "mutation { createFollowUpRule(input: {name: \"No channel\"}) { id } }", json!({})).await;
+    assert!(missing.contains("channel") && missing.contains("required"), "{missing}");
+    let too_many = validation(&server, "mutation { createFollowUpRule(input: {name: \"Later\", channel: EMAIL, days: 90}) { id } }", json!({})).await;
+    assert!(too_many.starts_with("days: max"), "{too_many}");
+    let filtered = server.ok("{ followUpRules(filter: {channel: {eq: CALL}, days: {lte: 5}}) { totalCount } }", json!({})).await;
+    assert_eq!(filtered["followUpRules"]["totalCount"], 1);
+
+    // With follow-up disabled its object is gone and the custom fields on it
+    // are dormant: the tenant keeps working, and the fields come back with
+    // their values when the plugin does.
+    server.ok("mutation { disablePlugin(id: \"follow-up\") { status } }", json!({})).await;
+    assert_eq!(single_code(&server.gql("{ followUpRules { totalCount } }", json!({})).await), "VALIDATION");
+    server.ok("mutation { createContact(input: {firstName: \"Still\"}) { id } }", json!({})).await;
+    let enabled = server.ok("mutation { enablePlugin(id: \"follow-up\") { status } }", json!({})).await;
+    assert_eq!(enabled["enablePlugin"]["status"], "ENABLED");
+    let back = server.ok("query($id: ID!) { followUpRule(id: $id) { channel days } }", json!({"id": id})).await;
+    assert_eq!((back["followUpRule"]["channel"].as_str(), back["followUpRule"]["days"].as_i64()), (Some("CALL"), Some(3)), "{back}");
+}

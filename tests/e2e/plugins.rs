@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 
 use crate::support::{Server, crm, create_tenant, data_dir, eventually, single_code, stderr, stdout};
 
-fn plugin_path(name: &str) -> String {
+pub fn plugin_path(name: &str) -> String {
     crm_plugin_artifacts::test_plugin(name).display().to_string()
 }
 
-fn wasm_base64(name: &str) -> String {
+pub fn wasm_base64(name: &str) -> String {
     let bytes = std::fs::read(crm_plugin_artifacts::test_plugin(name)).expect("test plugin built");
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
@@ -23,7 +23,7 @@ const INSTALL: &str = "mutation($wasm: String!) { installPlugin(wasm: $wasm) { i
 const ENABLE: &str =
     "mutation($id: String!, $config: JSON, $limits: JSON) { enablePlugin(id: $id, config: $config, limits: $limits) { id status version } }";
 
-async fn install_enable(server: &Server, key: &str, name: &str, config: Value) {
+pub async fn install_enable(server: &Server, key: &str, name: &str, config: Value) {
     server.ok_as(key, INSTALL, json!({ "wasm": wasm_base64(name) })).await;
     let enabled = server.ok_as(key, ENABLE, json!({ "id": name, "config": config })).await;
     assert_eq!(enabled["enablePlugin"]["status"], "ENABLED");

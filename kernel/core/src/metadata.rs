@@ -56,7 +56,7 @@ pub struct FieldDef {
 }
 
 impl FieldDef {
-    fn new(name: &str, ty: FieldType) -> Self {
+    pub(crate) fn new(name: &str, ty: FieldType) -> Self {
         FieldDef {
             name: name.to_string(),
             ty,

@@ -40,8 +40,20 @@ pub struct HookDecl {
 
 impl HookDecl {
     pub fn matches(&self, kind: HookKind, object: &str, op: ChangeOp) -> bool {
-        self.kind == kind && (self.object == object || self.object == "*") && self.ops.contains(&op)
+        self.kind == kind && names_object(&self.object, object) && self.ops.contains(&op)
     }
+}
+
+/// The kernel's channel objects, written only through host calls
+/// (`outbound.send`, `events.emit`); `*` does not reach them, a plugin must
+/// name them.
+pub const CHANNEL_OBJECTS: [&str; 2] = ["outbound_message", "custom_event"];
+
+/// Whether a hook's or grant's object (a name, or `*` for every object of
+/// the tenant — standard and plugin-declared — but the channel objects)
+/// covers `object`.
+pub fn names_object(declared: &str, object: &str) -> bool {
+    declared == object || (declared == "*" && object != "*" && !CHANNEL_OBJECTS.contains(&object))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,8 +134,10 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// The grants that cover `object`: its own and a `*` grant. Asked for
+    /// `*` itself, only `*` grants.
     fn object_access(&self, object: &str) -> impl Iterator<Item = &ObjectAccess> {
-        self.records.iter().filter(move |access| access.object == object)
+        self.records.iter().filter(move |access| names_object(&access.object, object))
     }
 
     /// Whether `access` to `object` is granted at all.
@@ -376,6 +390,14 @@ impl PluginManifest {
             }
         }
         for access in &self.capabilities.records {
+            if access.object == "*" {
+                // Every object, including those other plugins declare; an
+                // admin grants it explicitly when enabling the plugin.
+                if !access.fields.is_empty() {
+                    return Err(Error::invalid("a capability on every object ('*') cannot list fields"));
+                }
+                continue;
+            }
             if !known(&access.object) {
                 return Err(Error::invalid(format!("capability on unknown object '{}'", access.object)));
             }
@@ -503,8 +525,17 @@ pub fn tenant_metadata(standard: &Metadata, plugins: &[(&PluginManifest, &Schema
             metadata.objects.push(object.clone());
         }
     }
+    let available: BTreeSet<String> = metadata.objects.iter().map(|object| object.name.clone()).collect();
     for (manifest, runtime) in plugins {
-        for extension in manifest.fields.iter().chain(&runtime.fields) {
+        // Fields added at run time may be on (or refer to) an object of
+        // another plugin that is not enabled now: they stay dormant, kept by
+        // their plugin and back when that object is.
+        let dormant = |extension: &&FieldExtension| {
+            let target_missing = matches!(&extension.field.ty, FieldType::Ref(target) if !available.contains(target));
+            !available.contains(&extension.object) || target_missing
+        };
+        let live = runtime.fields.iter().filter(|extension| !dormant(extension));
+        for extension in manifest.fields.iter().chain(live) {
             let Some(object) = metadata.objects.iter_mut().find(|object| object.name == extension.object) else {
                 return Err(Error::invalid(format!(
                     "plugin {} extends object '{}', which is not available",
@@ -685,4 +716,107 @@ pub trait PluginRuntime: Send + Sync {
         actor: &Actor,
         request_id: Option<&str>,
     ) -> Result<ActionFields>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::FieldType;
+
+    fn manifest(id: &str) -> PluginManifest {
+        PluginManifest {
+            id: id.into(),
+            version: "1.0.0".into(),
+            api: "0.1.0".into(),
+            description: String::new(),
+            objects: Vec::new(),
+            fields: Vec::new(),
+            hooks: Vec::new(),
+            actions: Vec::new(),
+            routes: Vec::new(),
+            capabilities: Capabilities::default(),
+            limits: Limits::default(),
+            config_schema: "{}".into(),
+        }
+    }
+
+    fn access(object: &str, fields: &[&str]) -> ObjectAccess {
+        ObjectAccess {
+            object: object.into(),
+            fields: fields.iter().map(|field| field.to_string()).collect(),
+            read: true,
+            create: false,
+            update: true,
+            delete: false,
+        }
+    }
+
+    #[test]
+    fn a_wildcard_covers_every_object_but_the_channels() {
+        let grants = Capabilities { records: vec![access("*", &[])], ..Capabilities::default() };
+        for object in ["contact", "deal", "ticket"] {
+            assert!(grants.allows(object, Access::Read) && grants.allows_field(object, "anything", Access::Update), "{object}");
+            assert!(!grants.allows(object, Access::Delete), "{object}");
+        }
+        for object in CHANNEL_OBJECTS {
+            assert!(!grants.allows(object, Access::Read), "{object}");
+        }
+        let hook = HookDecl { kind: HookKind::BeforeWrite, object: "*".into(), ops: vec![ChangeOp::Created], failure: FailurePolicy::FailClosed };
+        assert!(hook.matches(HookKind::BeforeWrite, "ticket", ChangeOp::Created));
+        assert!(!hook.matches(HookKind::BeforeWrite, "outbound_message", ChangeOp::Created));
+    }
+
+    #[test]
+    fn a_wildcard_grant_needs_a_wildcard_request() {
+        let asked_one = Capabilities { records: vec![access("contact", &[])], ..Capabilities::default() };
+        let asked_all = Capabilities { records: vec![access("*", &[])], ..Capabilities::default() };
+        let grant_all = Capabilities { records: vec![access("*", &[])], ..Capabilities::default() };
+        let grant_one = Capabilities { records: vec![access("ticket", &["subject"])], ..Capabilities::default() };
+        assert!(grant_all.check_within(&asked_one).is_err());
+        assert!(grant_all.check_within(&asked_all).is_ok());
+        assert!(grant_one.check_within(&asked_all).is_ok(), "a narrower grant within '*'");
+
+        let mut listing = manifest("wide");
+        listing.capabilities.records = vec![access("*", &["name"])];
+        assert!(listing.validate(&Metadata::standard()).unwrap_err().message.contains("cannot list fields"));
+        listing.capabilities.records = vec![access("*", &[])];
+        listing.validate(&Metadata::standard()).unwrap();
+    }
+
+    #[test]
+    fn run_time_fields_on_an_absent_object_stay_dormant() {
+        let standard = Metadata::standard();
+        let mut helpdesk = manifest("helpdesk");
+        helpdesk.objects.push(ObjectDef {
+            name: "ticket".into(),
+            plural: "tickets".into(),
+            description: String::new(),
+            fields: vec![FieldDef::new("subject", FieldType::Text)],
+        });
+        let fields = manifest("custom-fields");
+        let extension = SchemaExtension {
+            objects: Vec::new(),
+            fields: vec![
+                FieldExtension { object: "ticket".into(), field: FieldDef::new("region", FieldType::Text) },
+                FieldExtension { object: "contact".into(), field: FieldDef::new("last_ticket_id", FieldType::Ref("ticket".into())) },
+                FieldExtension { object: "contact".into(), field: FieldDef::new("shoe_size", FieldType::Int) },
+            ],
+        };
+        let none = SchemaExtension::default();
+
+        let with = tenant_metadata(&standard, &[(&helpdesk, &none), (&fields, &extension)]).unwrap();
+        assert!(with.object("ticket").unwrap().field("region").is_some());
+        assert!(with.object("contact").unwrap().field("last_ticket_id").is_some());
+
+        let without = tenant_metadata(&standard, &[(&fields, &extension)]).unwrap();
+        assert!(without.object("ticket").is_none());
+        let contact = without.object("contact").unwrap();
+        assert!(contact.field("last_ticket_id").is_none(), "a relation to an absent object is dormant");
+        assert!(contact.field("shoe_size").is_some(), "other fields are live");
+
+        // A field the manifest itself declares on a missing object is still an error.
+        let mut broken = manifest("broken");
+        broken.fields.push(FieldExtension { object: "ticket".into(), field: FieldDef::new("x", FieldType::Text) });
+        assert!(tenant_metadata(&standard, &[(&broken, &none)]).is_err());
+    }
 }

@@ -68,7 +68,7 @@ fn definition_inputs(action: ActionDecl, type_required: bool) -> ActionDecl {
 
 fn object_and_name(action: ActionDecl) -> ActionDecl {
     action
-        .input(FieldDecl::text("object").required().description(format!("One of {}", names::OBJECTS.join(", "))))
+        .input(FieldDecl::text("object").required().description(format!("{}, or an object an enabled plugin declares", names::OBJECTS.join(", "))))
         .input(FieldDecl::text("name").required().description("Stored field name: a-z, 0-9 and '_', starting with a letter"))
 }
 
@@ -304,6 +304,11 @@ fn check_name_free(definition: &Definition, existing: &[Definition]) -> Result<(
         }
         if name_in_use(object, &name)? {
             return Err(Error::msg(format!("name: {object} already has a field '{name}' (from another plugin)")));
+        }
+        // A reference `<name>_id` of the object is also read as `<name>` in
+        // GraphQL; a field of that name would hide it.
+        if !names::OBJECTS.contains(&object) && name_in_use(object, &format!("{name}_id"))? {
+            return Err(Error::msg(format!("name: {object}.{name} may be the GraphQL name of the relation {name}_id")));
         }
     }
     Ok(())

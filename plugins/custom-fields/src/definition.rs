@@ -304,11 +304,11 @@ impl Definition {
     /// caller's check.
     pub fn check(&self) -> Result<()> {
         let ty = self.field_type;
-        if !names::is_object(&self.object) {
+        if !names::is_object(&self.object)? {
             return Err(Error::msg(format!(
-                "object: custom fields can be added to {} ('{}' is not one of them)",
+                "object: '{}' is not an object of this tenant (custom fields go on {} and on objects enabled plugins declare)",
+                self.object,
                 names::OBJECTS.join(", "),
-                self.object
             )));
         }
         let longest = if ty == FieldType::Currency { names::MAX_NAME_LEN - CURRENCY_SUFFIX.len() } else { names::MAX_NAME_LEN };
@@ -374,11 +374,8 @@ impl Definition {
         }
         match (&self.target, ty) {
             (None, FieldType::Relation) => return Err(Error::msg("target: a relation needs the object it points to")),
-            (Some(target), FieldType::Relation) if !names::is_object(target) => {
-                return Err(Error::msg(format!(
-                    "target: a relation can point to {} ('{target}' is not one of them)",
-                    names::OBJECTS.join(", ")
-                )));
+            (Some(target), FieldType::Relation) if !names::is_object(target)? => {
+                return Err(Error::msg(format!("target: '{target}' is not an object of this tenant")));
             }
             (Some(_), ty) if ty != FieldType::Relation => only("target", false, "relation")?,
             _ => {}
@@ -632,7 +629,7 @@ mod tests {
         refused(field(FieldType::Text), Fields::new().with("regex", "(unclosed"), "regex: '(unclosed' is invalid");
         refused(field(FieldType::SingleSelect), Fields::new(), "options: a select field needs at least one option");
         refused(field(FieldType::Relation), Fields::new(), "target: a relation needs");
-        refused(field(FieldType::Relation), Fields::new().with("target", "ticket"), "target: a relation can point to");
+        refused(field(FieldType::Relation), Fields::new().with("target", "outbound_message"), "target: 'outbound_message' is not an object");
         refused(field(FieldType::Currency), Fields::new().with("currency", "EURO"), "currency: 'EURO' is not an ISO 4217 code");
         refused(field(FieldType::Text), Fields::new().with("colour", "red"), "colour: is not an input");
         check(field(FieldType::Currency), Fields::new().with("currency", "eur").with("min", 0.0)).unwrap();
@@ -641,9 +638,9 @@ mod tests {
     #[test]
     fn names_and_objects_are_checked() {
         refused(
-            Definition::new("ticket", "x", FieldType::Text, 0),
+            Definition::new("custom_event", "x", FieldType::Text, 0),
             Fields::new(),
-            "object: custom fields can be added to company",
+            "object: 'custom_event' is not an object of this tenant",
         );
         refused(Definition::new("contact", "Shoe", FieldType::Text, 0), Fields::new(), "name: 'Shoe' must start with a-z");
         let long = "a".repeat(60);

@@ -1,5 +1,6 @@
 //! The bundled `custom-fields` plugin: admins define typed, validated
-//! fields on the standard objects, per tenant, through the plugin's
+//! fields on the standard objects and on the objects other plugins declare,
+//! per tenant, through the plugin's
 //! actions (GraphQL mutations `customFieldsDefineField`,
 //! `customFieldsChangeField`, `customFieldsArchiveField`,
 //! `customFieldsRestoreField`, `customFieldsListFields`).
@@ -14,7 +15,7 @@
 //!   schema like any standard field; a unique field gets a kernel unique
 //!   index. Every action that changes a definition calls
 //!   `schema::changed()`.
-//! - A fail-closed before-write hook on each standard object applies what
+//! - A fail-closed before-write hook on every object (`*`) applies what
 //!   the kernel does not know ([`rules`]): defaults, required, min/max,
 //!   lengths, regex, select options and currency codes. A rejection names
 //!   the field and the rule: `shoe_size: min: must be at least 30`.
@@ -67,18 +68,15 @@ pub struct CustomFields;
 impl Plugin for CustomFields {
     fn manifest(&self) -> Manifest {
         let mut manifest = Manifest::new("custom-fields", env!("CARGO_PKG_VERSION"))
-            .description("Custom fields on the standard objects: typed, validated and in the GraphQL schema, per tenant")
+            .description("Custom fields on standard and plugin-declared objects: typed, validated and in the GraphQL schema, per tenant")
             .kv()
             .schema()
             .timers()
             .config_schema(json!({"type": "object", "properties": {}, "additionalProperties": false}));
-        for object in names::OBJECTS {
-            // Every field: the custom fields are named at run time. Create
-            // and update for the defaults and currency codes it patches in.
-            manifest = manifest
-                .before_write(object, [Op::Create, Op::Update])
-                .access(ObjectAccess::new(object).read().create().update());
-        }
+        // Every object, standard or declared by another plugin, and every
+        // field: the custom fields are named at run time. Create and update
+        // for the defaults, currency codes and formulas it patches in.
+        manifest = manifest.before_write("*", [Op::Create, Op::Update]).access(ObjectAccess::new("*").read().create().update());
         for action in actions::decls() {
             manifest = manifest.action(action);
         }

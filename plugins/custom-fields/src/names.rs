@@ -3,11 +3,9 @@
 
 use crate::formula::Kind;
 
-/// The standard objects this plugin hooks and may read and write: custom
-/// fields are offered on these. Objects declared by other plugins are not
-/// offered yet: a manifest cannot ask for access to objects that do not
-/// exist at install time, so this plugin could neither see nor validate
-/// their values.
+/// The standard objects. Custom fields go on these and on every object
+/// another plugin declares (ticket, campaign, …): the manifest asks for
+/// every object (`*`), which an admin grants when enabling the plugin.
 pub const OBJECTS: [&str; 6] = ["company", "contact", "deal", "activity", "pipeline", "pipeline_stage"];
 
 /// Fields the kernel maintains on every record.
@@ -137,8 +135,22 @@ pub fn is_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-pub fn is_object(object: &str) -> bool {
-    OBJECTS.contains(&object)
+/// Whether `object` is an object of this tenant custom fields may go on:
+/// a standard one, or one the host knows (declared by an enabled plugin).
+/// The kernel's channel objects are not offered. The SDK's test host has no
+/// metadata and knows every object, so natively any name is accepted.
+pub fn is_object(object: &str) -> Result<bool, crm_plugin_sdk::Error> {
+    if OBJECTS.contains(&object) {
+        return Ok(true);
+    }
+    if !is_name(object) || ["outbound_message", "custom_event"].contains(&object) {
+        return Ok(false);
+    }
+    match crm_plugin_sdk::records::count(object, "{}") {
+        Ok(_) => Ok(true),
+        Err(error) if error.is(crm_plugin_sdk::ErrorCode::Invalid) || error.is(crm_plugin_sdk::ErrorCode::NotFound) => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 /// What already takes `name` on `object`, if anything does: a system or
@@ -172,6 +184,6 @@ mod tests {
         assert_eq!(reserved("contact", "company"), Some("the GraphQL name of a standard relation"));
         assert_eq!(reserved("company", "history"), Some("a name the GraphQL schema uses"));
         assert_eq!(reserved("company", "email"), None);
-        assert!(is_object("pipeline_stage") && !is_object("ticket"));
+        assert!(is_object("pipeline_stage").unwrap() && !is_object("outbound_message").unwrap() && !is_object("Ticket").unwrap());
     }
 }

@@ -63,7 +63,7 @@ fn seed_definitions(host: &TestHost) {
 }
 
 #[test]
-fn the_manifest_hooks_and_reads_every_standard_object() {
+fn the_manifest_hooks_and_reads_every_object() {
     let manifest = CustomFields.manifest();
     manifest.validate().unwrap();
     assert_eq!(manifest.id, "custom-fields");
@@ -71,15 +71,16 @@ fn the_manifest_hooks_and_reads_every_standard_object() {
     assert!(manifest.capabilities.kv && manifest.capabilities.schema);
     assert!(manifest.capabilities.timers, "conversions and formula backfills run on timers");
     assert!(!manifest.capabilities.events && manifest.capabilities.outbound.is_empty());
-    for object in names::OBJECTS {
-        let hook = manifest.hooks.iter().find(|hook| hook.object == object).unwrap();
-        assert_eq!(
-            (hook.kind, hook.failure, hook.ops.as_slice()),
-            (HookKind::BeforeWrite, Failure::Closed, &[Op::Create, Op::Update][..])
-        );
+    let [hook] = manifest.hooks.as_slice() else { panic!("one hook: {:?}", manifest.hooks) };
+    assert_eq!(
+        (hook.kind, hook.object.as_str(), hook.failure, hook.ops.as_slice()),
+        (HookKind::BeforeWrite, "*", Failure::Closed, &[Op::Create, Op::Update][..])
+    );
+    for object in names::OBJECTS.iter().chain(&["ticket"]) {
         let access = manifest.access_to(object).next().unwrap();
         assert!(access.fields.is_empty() && access.read && access.create && access.update && !access.delete, "{access:?}");
     }
+    assert!(manifest.access_to("outbound_message").next().is_none(), "the channel objects are not reached by '*'");
     let actions: Vec<&str> = manifest.actions.iter().map(|action| action.name.as_str()).collect();
     assert_eq!(actions, ["define-field", "change-field", "archive-field", "restore-field", "list-fields"]);
     let define = &manifest.actions[0];
@@ -184,7 +185,8 @@ fn definitions_are_checked_before_they_are_stored() {
         define(&host, "company", "fee", "currency", Fields::new()),
         "name: company.fee_currency is taken by the custom field fee_currency",
     );
-    refused(define(&host, "ticket", "x", "text", Fields::new()), "object: custom fields can be added to company, contact");
+    refused(define(&host, "outbound_message", "x", "text", Fields::new()), "object: 'outbound_message' is not an object of this tenant");
+    refused(define(&host, "Ticket", "x", "text", Fields::new()), "object: 'Ticket' is not an object of this tenant");
     refused(
         define(&host, "contact", "company", "text", Fields::new()),
         "name: contact.company is the GraphQL name of a standard relation",
