@@ -583,23 +583,42 @@ pub struct PendingChange {
     pub after: Record,
 }
 
-/// The request a hook runs for.
+/// The requests a hook runs for: one actor's, committed together.
 #[derive(Debug, Clone, Copy)]
 pub struct HookCall<'a> {
     pub actor: &'a Actor,
+    /// The request id when the changes come from one request.
     pub request_id: Option<&'a str>,
 }
 
 /// Before-write hooks of one tenant, called by its writer inside the write
-/// transaction, once per request.
+/// transaction, once per group of requests of one actor that the writer
+/// commits together (see `writer::group_end`).
 pub trait WriteHooks: Send + Sync {
     /// Whether any hook wants changes of this kind (a cheap check made
     /// before the changes are collected).
     fn covers(&self, object: &str, op: ChangeOp) -> bool;
 
     /// Runs the hooks on `changes`. A hook may set or clear fields of each
-    /// `after` record; an error rejects the whole request.
-    fn before_write(&self, call: HookCall<'_>, changes: &mut [PendingChange]) -> Result<()>;
+    /// `after` record. A failure names the change it is about when one
+    /// change is to blame (a rejection), so the writer fails only that
+    /// change's request.
+    fn before_write(&self, call: HookCall<'_>, changes: &mut [PendingChange]) -> std::result::Result<(), HookFailure>;
+}
+
+/// Why before-write hooks refused a group of changes.
+#[derive(Debug, Clone)]
+pub struct HookFailure {
+    pub error: Error,
+    /// The index of the change at fault; `None` when the hook failed as a
+    /// whole (trap, budget, malformed answer).
+    pub change: Option<usize>,
+}
+
+impl From<Error> for HookFailure {
+    fn from(error: Error) -> HookFailure {
+        HookFailure { error, change: None }
+    }
 }
 
 /// An installed plugin enabled for a tenant, with its manifest.

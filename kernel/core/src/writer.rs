@@ -444,6 +444,10 @@ impl Writer {
     fn commit_jobs(&mut self, mut jobs: Vec<Job>) {
         let metadata = self.shared.metadata();
         let hooks = self.shared.hooks();
+        // Requests of one actor share one before-write call; after a hook
+        // failure that no single request is to blame for, the batch is
+        // retried one request per call so the failure stays with its own.
+        let mut grouped = true;
         while !jobs.is_empty() {
             let txn = match self.db.begin_write() {
                 Ok(txn) => txn,
@@ -452,21 +456,41 @@ impl Writer {
             let mut state = self.state.clone();
             let mut outcomes = Vec::with_capacity(jobs.len());
             let mut failure = None;
+            let mut regroup = false;
             let published = match Tx::open(&txn, &metadata, &mut state) {
                 Ok(mut tx) => {
-                    for (index, job) in jobs.iter().enumerate() {
-                        match tx.apply(&job.request, hooks.as_deref()) {
-                            Ok(applied) => outcomes.push(applied),
-                            Err(error) => {
-                                failure = Some((index, error));
+                    let mut start = 0;
+                    while start < jobs.len() {
+                        let end = if grouped && hooks.is_some() { group_end(&jobs, start) } else { start + 1 };
+                        let requests: Vec<&WriteRequest> = jobs[start..end].iter().map(|job| &job.request).collect();
+                        match tx.apply_group(&requests, hooks.as_deref()) {
+                            Ok(applied) => outcomes.extend(applied),
+                            Err((Some(index), error)) => {
+                                failure = Some((start + index, error));
+                                break;
+                            }
+                            Err((None, error)) if end - start == 1 => {
+                                failure = Some((start, error));
+                                break;
+                            }
+                            Err((None, _)) => {
+                                regroup = true;
                                 break;
                             }
                         }
+                        start = end;
                     }
                     tx.published
                 }
                 Err(error) => return reply_all(jobs, error),
             };
+            if regroup {
+                if let Err(abort_error) = txn.abort() {
+                    tracing::warn!(%abort_error, "aborting a batch to retry it request by request");
+                }
+                grouped = false;
+                continue;
+            }
             if let Some((index, error)) = failure {
                 if let Err(abort_error) = txn.abort() {
                     tracing::warn!(%abort_error, "aborting a failed batch");
@@ -490,6 +514,51 @@ impl Writer {
     }
 }
 
+/// Most changes one grouped before-write call carries (a bulk request's
+/// limit).
+const MAX_GROUP_MUTATIONS: usize = MAX_MUTATIONS;
+
+/// The end of the group of requests starting at `start` that share one
+/// before-write call: same actor, at most [`MAX_GROUP_MUTATIONS`] mutations,
+/// and no record named twice — an upsert (whose record is found by key) or
+/// a second mutation of an id already in the group starts a new group, so a
+/// hook's patch never has to be carried over into another request.
+fn group_end(jobs: &[Job], start: usize) -> usize {
+    let actor = &jobs[start].request.actor;
+    let mut ids: std::collections::HashSet<RecordId> = std::collections::HashSet::new();
+    let mut mutations = 0;
+    let mut end = start;
+    for job in &jobs[start..] {
+        let request = &job.request;
+        if end > start && (request.actor != *actor || mutations + request.mutations.len() > MAX_GROUP_MUTATIONS) {
+            break;
+        }
+        let mut clash = false;
+        let mut named = Vec::new();
+        for mutation in &request.mutations {
+            match mutation {
+                Mutation::Create { .. } => {}
+                Mutation::Upsert { .. } => clash = true,
+                Mutation::Update { id, .. } | Mutation::Delete { id, .. } | Mutation::Restore { id, .. } => {
+                    clash |= ids.contains(id);
+                    named.push(*id);
+                }
+            }
+        }
+        if end > start && clash {
+            break;
+        }
+        ids.extend(named);
+        mutations += request.mutations.len();
+        end += 1;
+        if clash {
+            // An upsert opening a group is alone in it.
+            break;
+        }
+    }
+    end
+}
+
 fn reply_all(jobs: Vec<Job>, error: Error) {
     for job in jobs {
         let _ = job.reply.send(Err(error.clone()));
@@ -498,6 +567,16 @@ fn reply_all(jobs: Vec<Job>, error: Error) {
 
 fn now_ms() -> i64 {
     crate::clock::now_ms()
+}
+
+/// A request whose mutations are applied in the transaction; its hooks,
+/// effects, audit entries and events are still to come.
+struct Staged {
+    out: Vec<Applied>,
+    /// For each mutation, the range of `Tx::logged` it produced.
+    spans: Vec<std::ops::Range<usize>>,
+    /// All of the request's range of `Tx::logged`.
+    logged: std::ops::Range<usize>,
 }
 
 /// A change applied in the transaction whose audit entry and event are
@@ -527,8 +606,8 @@ struct Tx<'t> {
     doomed_keys: Vec<Vec<u8>>,
     state: &'t mut ChainState,
     published: Vec<Published>,
-    /// Changes of the current request, logged when the request is done
-    /// (after before-write hooks may have patched them).
+    /// Changes of the current group of requests, logged when the group is
+    /// done (after before-write hooks may have patched them).
     logged: Vec<Logged>,
     now: i64,
     /// Id for the first record created (seeding needs to know it up front).
@@ -580,29 +659,65 @@ impl<'t> Tx<'t> {
         self.metadata.object(name).ok_or_else(|| Error::invalid(format!("unknown object '{name}'")))
     }
 
+    /// Applies one request on its own.
     fn apply(&mut self, request: &WriteRequest, hooks: Option<&dyn WriteHooks>) -> Result<Vec<Applied>> {
+        let mut applied = self.apply_group(&[request], hooks).map_err(|(_, error)| error)?;
+        Ok(applied.pop().unwrap_or_default())
+    }
+
+    /// Applies requests of one actor with one before-write call over all
+    /// their changes: mutations first, then the hooks, then each request's
+    /// effects, audit entries and events in request order. A failure says
+    /// which request it belongs to, when one does.
+    fn apply_group(&mut self, requests: &[&WriteRequest], hooks: Option<&dyn WriteHooks>) -> Result<Vec<Vec<Applied>>, (Option<usize>, Error)> {
         self.logged.clear();
-        self.doomed_keys.clear();
+        let mut staged = Vec::with_capacity(requests.len());
+        for (index, request) in requests.iter().enumerate() {
+            staged.push(self.stage(request).map_err(|error| (Some(index), error))?);
+        }
+        let hooked = match hooks {
+            Some(hooks) => self.run_hooks(requests, &staged, hooks)?,
+            None => false,
+        };
+        let logged = std::mem::take(&mut self.logged);
+        let mut out = Vec::with_capacity(requests.len());
+        for (index, (request, staged)) in requests.iter().zip(staged).enumerate() {
+            out.push(self.finish(request, staged, &logged, hooked).map_err(|error| (Some(index), error))?);
+        }
+        Ok(out)
+    }
+
+    /// Applies a request's mutations; its hooks, effects and logs follow.
+    fn stage(&mut self, request: &WriteRequest) -> Result<Staged> {
+        let first = self.logged.len();
         let mut out = Vec::with_capacity(request.mutations.len());
-        // For each applied mutation, the range of `logged` it produced.
         let mut spans = Vec::with_capacity(request.mutations.len());
         for mutation in &request.mutations {
             let start = self.logged.len();
             out.push(self.apply_one(request, mutation)?);
             spans.push(start..self.logged.len());
         }
-        if let Some(hooks) = hooks {
-            self.run_hooks(request, hooks)?;
-            for (applied, span) in out.iter_mut().zip(spans) {
+        Ok(Staged { out, spans, logged: first..self.logged.len() })
+    }
+
+    /// Effects, audit entries and events of a staged request.
+    fn finish(&mut self, request: &WriteRequest, staged: Staged, logged: &[Logged], hooked: bool) -> Result<Vec<Applied>> {
+        let mut out = staged.out;
+        if hooked {
+            for (applied, span) in out.iter_mut().zip(staged.spans) {
                 if let Some(last) = span.last() {
-                    applied.record = self.logged[last].after.clone();
+                    applied.record = logged[last].after.clone();
                 }
             }
         }
+        self.doomed_keys.clear();
         for effect in &request.effects {
             self.apply_effect(request, effect)?;
         }
-        self.flush_logs(request)?;
+        for change in &logged[staged.logged] {
+            let object = self.object(&change.object)?;
+            self.write_log(request, object, change.before.as_ref(), &change.after, change.op)?;
+        }
         for key_id in std::mem::take(&mut self.doomed_keys) {
             self.record_keys.remove(key_id.as_slice())?;
             self.keys.remove(&key_id);
@@ -610,9 +725,10 @@ impl<'t> Tx<'t> {
         Ok(out)
     }
 
-    /// Calls the before-write hooks with the request's changes and writes
-    /// back what they patched.
-    fn run_hooks(&mut self, request: &WriteRequest, hooks: &dyn WriteHooks) -> Result<()> {
+    /// Calls the before-write hooks once with the changes of every staged
+    /// request and writes back what they patched; says whether they ran.
+    fn run_hooks(&mut self, requests: &[&WriteRequest], staged: &[Staged], hooks: &dyn WriteHooks) -> Result<bool, (Option<usize>, Error)> {
+        let owner = |position: usize| staged.iter().position(|staged| staged.logged.contains(&position));
         let mut positions = Vec::new();
         let mut changes = Vec::new();
         for (position, logged) in self.logged.iter().enumerate() {
@@ -627,10 +743,17 @@ impl<'t> Tx<'t> {
             }
         }
         if changes.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
-        let call = HookCall { actor: &request.actor, request_id: request.request_id.as_deref() };
-        hooks.before_write(call, &mut changes)?;
+        let request_id = match requests {
+            [only] => only.request_id.as_deref(),
+            _ => None,
+        };
+        let call = HookCall { actor: &requests[0].actor, request_id };
+        if let Err(failure) = hooks.before_write(call, &mut changes) {
+            let owner = failure.change.and_then(|change| positions.get(change).copied()).and_then(owner);
+            return Err((owner, failure.error));
+        }
         for (position, change) in positions.into_iter().zip(changes) {
             let logged = &self.logged[position];
             if change.after.fields == logged.after.fields || matches!(logged.op, ChangeOp::Deleted) {
@@ -647,9 +770,9 @@ impl<'t> Tx<'t> {
                     patch.insert(name.clone(), Value::Null);
                 }
             }
-            self.patch(position, patch)?;
+            self.patch(position, patch).map_err(|error| (owner(position), error))?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Applies a hook's patch to the record of `logged[position]`: the
@@ -1181,14 +1304,6 @@ impl<'t> Tx<'t> {
     }
 
     /// Writes the audit entries and change events of the request's changes.
-    fn flush_logs(&mut self, request: &WriteRequest) -> Result<()> {
-        for logged in std::mem::take(&mut self.logged) {
-            let object = self.object(&logged.object)?;
-            self.write_log(request, object, logged.before.as_ref(), &logged.after, logged.op)?;
-        }
-        Ok(())
-    }
-
     fn write_log(&mut self, request: &WriteRequest, object: &ObjectDef, before: Option<&Record>, after: &Record, op: ChangeOp) -> Result<()> {
         let mut diff = Vec::new();
         if matches!(op, ChangeOp::Created | ChangeOp::Updated) {

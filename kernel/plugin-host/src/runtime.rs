@@ -11,7 +11,7 @@ use std::time::Duration;
 use crm_core::audit::{Actor, ChangeOp};
 use crm_core::plugin::{
     ActionFields, ActivePlugin, FailurePolicy, HookCall, HookKind, Limits, PendingChange, PluginManifest, PluginRuntime, PluginStatus,
-    RouteRequest, RouteResponse, WriteHooks,
+    RouteRequest, RouteResponse, WriteHooks, HookFailure,
 };
 use crm_core::plugin_state::{DeadLetter, Effect};
 use crm_core::{Error, ErrorKind, Kernel, Result, TenantId, TenantStore, WriteRequest};
@@ -495,7 +495,7 @@ impl WriteHooks for TenantHooks {
         self.plugins.iter().any(|plugin| plugin.active.manifest.hooks.iter().any(|hook| hook.matches(HookKind::BeforeWrite, object, op)))
     }
 
-    fn before_write(&self, call: HookCall<'_>, changes: &mut [PendingChange]) -> Result<()> {
+    fn before_write(&self, call: HookCall<'_>, changes: &mut [PendingChange]) -> std::result::Result<(), HookFailure> {
         let host = &self.host;
         let kernel = host.kernel()?;
         let store = kernel.tenant(&self.tenant)?;
@@ -555,13 +555,13 @@ impl WriteHooks for TenantHooks {
                     let message = format!("plugin {plugin} returned {} decisions for {} changes", decisions.len(), selected.len());
                     host.finish(&self.tenant, plugin, &HostState::new(empty_scope(), 0), 0, Some(&message));
                     match failure {
-                        FailurePolicy::FailClosed => return Err(Error::new(ErrorKind::PluginFailed, message)),
+                        FailurePolicy::FailClosed => return Err(Error::new(ErrorKind::PluginFailed, message).into()),
                         FailurePolicy::FailOpen => continue,
                     }
                 }
                 Err(message) => match failure {
                     FailurePolicy::FailClosed => {
-                        return Err(Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} {message}")));
+                        return Err(Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} {message}")).into());
                     }
                     FailurePolicy::FailOpen => continue,
                 },
@@ -572,20 +572,23 @@ impl WriteHooks for TenantHooks {
                     wit::Decision::Accept => {}
                     wit::Decision::Reject(rejection) => {
                         let message = rejection.message.chars().take(1000).collect::<String>();
-                        return Err(match rejection.field {
+                        let error = match rejection.field {
                             Some(field) => Error { kind: ErrorKind::Validation, message: format!("{field}: {message}"), field: Some(field) },
                             None => Error::invalid(message),
-                        });
+                        };
+                        return Err(HookFailure { error, change: Some(index) });
                     }
                     wit::Decision::Patch(fields) => {
                         let access = if change.op == ChangeOp::Created { crm_core::plugin::Access::Create } else { crm_core::plugin::Access::Update };
-                        let fields = convert::fields_from_wit(fields)
-                            .map_err(|error| Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} patched {error}")))?;
+                        let fields = convert::fields_from_wit(fields).map_err(|error| HookFailure {
+                            error: Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} patched {error}")),
+                            change: Some(index),
+                        })?;
                         for (name, value) in fields {
                             if !grants.allows_field(&change.object, &name, access) {
                                 let message = format!("plugin {plugin} patched {}.{name}, which it may not write", change.object);
                                 host.finish(&self.tenant, plugin, &HostState::new(empty_scope(), 0), 0, Some(&message));
-                                return Err(Error::new(ErrorKind::PluginFailed, message));
+                                return Err(HookFailure { error: Error::new(ErrorKind::PluginFailed, message), change: Some(index) });
                             }
                             if value.is_null() {
                                 change.after.fields.remove(&name);
