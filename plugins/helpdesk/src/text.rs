@@ -1,0 +1,46 @@
+//! Small text helpers shared by emails, pages and event payloads: UTC
+//! timestamps, HTML escaping and the public links the plugin hands out.
+
+use chrono::{DateTime, SecondsFormat};
+
+use crate::config::Config;
+
+/// An instant as RFC 3339 in UTC with milliseconds, as GraphQL shows
+/// date-times (`2025-03-31T08:00:00.000Z`).
+pub fn iso(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms).map(|time| time.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default()
+}
+
+/// Text safe inside HTML elements and quoted attributes.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The public URL of one of the plugin's routes:
+/// `<public_url>/hooks/<tenant>/<plugin><path>`.
+pub fn route_url(config: &Config, tenant: &str, plugin: &str, path: &str) -> String {
+    format!("{}/hooks/{tenant}/{plugin}{path}", config.base_url())
+}
+
+/// The first `limit` characters of `text` with runs of whitespace made
+/// single spaces, and `…` when cut.
+pub fn snippet(text: &str, limit: usize) -> String {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.chars().count() <= limit {
+        return collapsed;
+    }
+    let mut cut: String = collapsed.chars().take(limit).collect();
+    cut.push('…');
+    cut
+}
