@@ -11,6 +11,7 @@ mod custom_fields;
 mod durability;
 mod gdpr;
 mod graphql;
+mod helpdesk;
 mod identity;
 mod isolation;
 mod lead_scoring;

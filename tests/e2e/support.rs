@@ -23,8 +23,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Settings the binary reads from the environment; the tests pass flags,
 /// so a developer's own `CRM_*` variables must not leak in.
-const CRM_ENV: [&str; 13] = [
+const CRM_ENV: [&str; 14] = [
     "CRM_DATA_DIR",
+    "CRM_PLUGIN_CACHE",
     "CRM_DEV_CLOCK",
     "CRM_SMTP_URL",
     "CRM_SMTP_FROM",
@@ -44,8 +45,39 @@ fn command() -> Command {
     for name in CRM_ENV {
         command.env_remove(name);
     }
-    command.env("CRM_LOG", "warn").stdin(Stdio::null()).kill_on_drop(true);
+    command.env("CRM_LOG", "warn").env("CRM_PLUGIN_CACHE", plugin_cache()).stdin(Stdio::null()).kill_on_drop(true);
     command
+}
+
+/// One compiled-plugin cache for every server and command of the run (it
+/// outlives the run, under cargo's scratch directory for tests): the first
+/// use compiles the bundled plugins into it once, then servers start
+/// without compiling them again.
+fn plugin_cache() -> &'static Path {
+    static CACHE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| {
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-plugin-cache");
+        let data = data_dir();
+        let mut warm = std::process::Command::new(CRM)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .env("CRM_PLUGIN_CACHE", &cache)
+            .env("CRM_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn crm serve to warm the plugin cache");
+        let stdout = std::io::BufReader::new(warm.stdout.take().expect("piped stdout"));
+        for line in std::io::BufRead::lines(stdout) {
+            if line.map(|line| line.starts_with("crm listening on")).unwrap_or(true) {
+                break;
+            }
+        }
+        let _ = warm.kill();
+        let _ = warm.wait();
+        cache
+    })
 }
 
 /// A data directory removed when the test ends.
@@ -88,6 +120,8 @@ pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub retry_after: Option<String>,
+    /// The `location` header of a redirect.
+    pub location: Option<String>,
     pub text: String,
 }
 
@@ -237,6 +271,18 @@ impl Server {
         reply(request.send().await.expect("GET")).await
     }
 
+    /// Any method on a path of the server (a plugin's public route, say),
+    /// without following redirects.
+    pub async fn request(&self, method: &str, path_and_query: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> Reply {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(TIMEOUT).build().expect("http client");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut request = client.request(method, format!("{}://{}{path_and_query}", self.scheme, self.addr)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        reply(request.send().await.expect("HTTP request")).await
+    }
+
     /// A GraphQL request with `key` (none: no Authorization header).
     pub async fn post_gql(&self, key: Option<&str>, query: &str, variables: Value) -> Reply {
         let body = serde_json::to_vec(&json!({ "query": query, "variables": variables })).expect("encode request");
@@ -372,9 +418,10 @@ async fn reply(response: reqwest::Response) -> Reply {
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let retry_after = response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_string);
+    let header = |name: &str| response.headers().get(name).and_then(|value| value.to_str().ok()).map(str::to_string);
+    let (retry_after, location) = (header("retry-after"), header("location"));
     let text = response.text().await.expect("response body");
-    Reply { status, content_type, retry_after, text }
+    Reply { status, content_type, retry_after, location, text }
 }
 
 /// Every `extensions.code` of a response.

@@ -159,7 +159,9 @@ impl PluginEngine {
     fn store_cached(&self, hash: &str, component: &Component) {
         let Some((artifact, signature)) = self.artifact_paths(hash) else { return };
         let Ok(bytes) = component.serialize() else { return };
-        let tmp = artifact.with_extension("tmp");
+        // Servers may share a cache directory: each writes its own file
+        // and renames it into place; a reader verifies the signature.
+        let tmp = artifact.with_extension(format!("{}.tmp", std::process::id()));
         let written = std::fs::write(&tmp, &bytes)
             .and_then(|_| std::fs::write(&signature, self.sign(&bytes)))
             .and_then(|_| std::fs::rename(&tmp, &artifact));

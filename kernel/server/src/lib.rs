@@ -34,6 +34,10 @@ struct Cli {
     /// The data directory: system.redb and one file per tenant under tenants/.
     #[arg(long, global = true, env = "CRM_DATA_DIR", default_value = "./crm-data")]
     data_dir: PathBuf,
+    /// Where compiled plugins are cached (default: <data-dir>/plugin-cache).
+    /// Entries are content-addressed and signed, so servers may share one.
+    #[arg(long, global = true, env = "CRM_PLUGIN_CACHE")]
+    plugin_cache: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -258,14 +262,21 @@ fn open_kernel(data_dir: &Path, options: StoreOptions) -> Result<Arc<Kernel>> {
     Ok(open_kernel_with_host(data_dir, options)?.0)
 }
 
+/// `--plugin-cache`, when given.
+static PLUGIN_CACHE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 fn open_kernel_with_host(data_dir: &Path, options: StoreOptions) -> Result<(Arc<Kernel>, Arc<crm_plugin_host::PluginHost>)> {
     let kernel = Arc::new(Kernel::open(data_dir, options).map_err(|error| anyhow::anyhow!(error.message))?);
-    let host = crm_plugin_host::PluginHost::new(&kernel, Some(&data_dir.join("plugin-cache"))).map_err(|error| anyhow::anyhow!(error.message))?;
+    let cache = PLUGIN_CACHE.get().cloned().unwrap_or_else(|| data_dir.join("plugin-cache"));
+    let host = crm_plugin_host::PluginHost::new(&kernel, Some(&cache)).map_err(|error| anyhow::anyhow!(error.message))?;
     kernel.set_runtime(host.clone());
     Ok((kernel, host))
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Some(cache) = &cli.plugin_cache {
+        let _ = PLUGIN_CACHE.set(cache.clone());
+    }
     match cli.command {
         Command::Serve {
             listen,
