@@ -15,6 +15,7 @@ mod helpdesk;
 mod identity;
 mod isolation;
 mod lead_scoring;
+mod marketing;
 mod outbound;
 mod permissions;
 mod plugins;
