@@ -86,7 +86,7 @@ enum Command {
         #[arg(long, env = "CRM_SMTP_FROM", default_value = "CRM <crm@localhost>")]
         smtp_from: String,
         /// SMTP connections used at once.
-        #[arg(long, env = "CRM_SMTP_CONNECTIONS", default_value_t = 4)]
+        #[arg(long, env = "CRM_SMTP_CONNECTIONS", default_value_t = 8)]
         smtp_connections: u32,
     },
     /// Manage plugins.

@@ -61,6 +61,7 @@ fn first_free(dir: &Path) -> u64 {
 }
 
 async fn session(stream: TcpStream, options: &SinkOptions, next: &AtomicU64) -> Result<()> {
+    stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     write.write_all(b"220 crm-mail-sink ESMTP ready\r\n").await?;
@@ -126,8 +127,9 @@ async fn session(stream: TcpStream, options: &SinkOptions, next: &AtomicU64) -> 
             }
             _ => "502 5.5.2 command not implemented".into(),
         };
-        write.write_all(reply.as_bytes()).await?;
-        write.write_all(b"\r\n").await?;
+        // One write per reply: a reply split over two segments waits on the
+        // client's delayed acknowledgement.
+        write.write_all(format!("{reply}\r\n").as_bytes()).await?;
     }
 }
 
