@@ -11,7 +11,9 @@
 #   3. seed both with N contacts (+N/10 companies, N/2 deals, 2N activities):
 #      the peer with its seed.sh, then a PostGraphile restart; ours in a fresh
 #      data dir: `crm serve` once (creates tenant `default` and its admin-key),
-#      `crm seed --tenant default --contacts N`, `crm serve` again
+#      `crm seed --tenant default --contacts N`, `crm serve` again, and waits
+#      until the bundled plugins have received every seeded change
+#      (`tenantPlugins { pendingEvents }` all 0)
 #   4. the peer's bench.sh, unchanged, against each server: first the peer with
 #      queries/postgraphile, then ours with bench/queries/crm; ours gets
 #      ID_FILE / COMPANY_ID_FILE (the ULIDs `crm seed` wrote), STAGES in our
@@ -118,6 +120,18 @@ if [[ "${SKIP_CRM:-0}" != 1 ]]; then
   stop_crm
   "$BIN" --data-dir "$DATA" seed --tenant default --contacts "$N" | tee "$OUT_ROOT/seed-crm.txt"
   start_crm
+  # The bundled plugins receive the seeded records after the commit (lead
+  # scoring scores every contact); the peer has no such work, so measure
+  # once they have caught up, like a user some minutes after an import.
+  drain_start="$(date +%s)"
+  while true; do
+    pending="$(curl -fsS -m 10 "$CRM_URL" -H "Authorization: Bearer $(cat "$DATA/admin-key")" -H 'content-type: application/json' \
+      -d '{"query":"{ tenantPlugins { id pendingEvents } }"}' | python3 -c 'import json,sys; print(sum(p["pendingEvents"] for p in json.load(sys.stdin)["data"]["tenantPlugins"]))')"
+    [[ "$pending" == 0 ]] && break
+    log "plugins catching up with the seeded records: $pending changes to deliver"
+    sleep 10
+  done
+  log "plugins caught up in $(( $(date +%s) - drain_start )) s" | tee "$OUT_ROOT/drain-crm.txt"
 fi
 sleep 3
 

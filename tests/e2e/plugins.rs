@@ -100,6 +100,12 @@ async fn enabling_a_plugin_changes_one_tenants_schema_and_actions() {
     assert_eq!(plugin["id"], "follow-up");
     assert!(plugin["calls"].as_i64().unwrap() >= 1, "{plugin}");
     assert_eq!(server.ok_as(&other, "{ tenantPlugins { id } }", json!({})).await["tenantPlugins"], json!([]));
+    // Its after-commit hook catches up with the contact created above.
+    eventually("follow-up to receive every change", || async {
+        let plugins = server.ok("{ tenantPlugins { id pendingEvents } }", json!({})).await;
+        (by_id(&plugins["tenantPlugins"], "follow-up")["pendingEvents"] == 0).then_some(())
+    })
+    .await;
 
     let metrics = server.get("/metrics", &[]).await.text;
     assert!(metrics.contains("crm_plugin_calls_total{") && metrics.contains("plugin=\"follow-up\""), "{metrics}");

@@ -95,6 +95,21 @@ pub fn types() -> Vec<async_graphql::dynamic::Type> {
         .field(getter!(TenantPlugin, "calls", TypeRef::named_nn(TypeRef::INT), |p| Some(Gql::from(p.usage.calls))))
         .field(getter!(TenantPlugin, "errors", TypeRef::named_nn(TypeRef::INT), |p| Some(Gql::from(p.usage.errors))))
         .field(getter!(TenantPlugin, "fuel", TypeRef::named_nn(TypeRef::FLOAT), |p| Some(Gql::from(p.usage.fuel as f64))))
+        .field(
+            Field::new("pendingEvents", TypeRef::named_nn(TypeRef::INT), |ctx| {
+                FieldFuture::new(async move {
+                    let rc = request(&ctx)?;
+                    let plugin = ctx.parent_value.try_downcast_ref::<TenantPlugin>()?;
+                    let reader = rc.store.reader().map_err(|e| fail(rc, e))?;
+                    let pending = match reader.cursor(&plugin.enablement.plugin).map_err(|e| fail(rc, e))? {
+                        Some(cursor) => reader.last_change().map_err(|e| fail(rc, e))?.saturating_sub(cursor),
+                        None => 0,
+                    };
+                    Ok(Some(Gql::from(pending)))
+                })
+            })
+            .description("Committed changes its after-commit hooks have still to receive (0 for a plugin without them)."),
+        )
         .field(Field::new("recentFailures", TypeRef::named_nn_list_nn("PluginFailure"), |ctx| {
             FieldFuture::new(async move {
                 let plugin = ctx.parent_value.try_downcast_ref::<TenantPlugin>()?;
