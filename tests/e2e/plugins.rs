@@ -106,6 +106,9 @@ async fn enabling_a_plugin_changes_one_tenants_schema_and_actions() {
         (by_id(&plugins["tenantPlugins"], "follow-up")["pendingEvents"] == 0).then_some(())
     })
     .await;
+    // custom-fields has no after-commit hooks: nothing is ever pending for it.
+    let plugins = server.ok("{ tenantPlugins { id pendingEvents } }", json!({})).await;
+    assert_eq!(by_id(&plugins["tenantPlugins"], "custom-fields")["pendingEvents"], 0);
 
     let metrics = server.get("/metrics", &[]).await.text;
     assert!(metrics.contains("crm_plugin_calls_total{") && metrics.contains("plugin=\"follow-up\""), "{metrics}");

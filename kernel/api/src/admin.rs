@@ -100,10 +100,15 @@ pub fn types() -> Vec<async_graphql::dynamic::Type> {
                 FieldFuture::new(async move {
                     let rc = request(&ctx)?;
                     let plugin = ctx.parent_value.try_downcast_ref::<TenantPlugin>()?;
+                    let enablement = &plugin.enablement;
+                    let installed = rc.kernel.system().plugin(&enablement.plugin, &enablement.version).map_err(|e| fail(rc, e))?;
+                    let delivers = installed.is_some_and(|installed| {
+                        installed.manifest.hooks.iter().any(|hook| hook.kind == crm_core::plugin::HookKind::AfterCommit)
+                    });
                     let reader = rc.store.reader().map_err(|e| fail(rc, e))?;
-                    let pending = match reader.cursor(&plugin.enablement.plugin).map_err(|e| fail(rc, e))? {
-                        Some(cursor) => reader.last_change().map_err(|e| fail(rc, e))?.saturating_sub(cursor),
-                        None => 0,
+                    let pending = match reader.cursor(&enablement.plugin).map_err(|e| fail(rc, e))? {
+                        Some(cursor) if delivers => reader.last_change().map_err(|e| fail(rc, e))?.saturating_sub(cursor),
+                        _ => 0,
                     };
                     Ok(Some(Gql::from(pending)))
                 })
