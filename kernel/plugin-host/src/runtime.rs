@@ -686,6 +686,11 @@ async fn worker(
     }
 }
 
+/// Events read from the change log at a time.
+const DELIVERY_BATCH: usize = 100;
+/// Batches of changes without a hook for the plugin passed over in one pass.
+const SKIP_BATCHES: usize = 50;
+
 /// One pass: delivers pending events to each after-commit plugin and fires
 /// due timers. Returns when the next retry or timer is due.
 fn deliver(
@@ -719,19 +724,35 @@ fn deliver(
             }
             Err(_) => continue,
         };
-        let Ok(batch) = reader.changes(cursor, 100) else { continue };
-        let Some(last_seq) = batch.last().map(|event| event.seq) else { continue };
+        // The next events the plugin wants, at most a batch; changes it has
+        // no hook for are passed over a few batches at a time.
         let grants = &plugin.enablement.grants;
         let mut wire = Vec::new();
         let mut failure = FailurePolicy::FailOpen;
-        for event in &batch {
-            let Some(hook) = hooks.iter().find(|hook| hook.matches(HookKind::AfterCommit, &event.object, event.op)) else { continue };
-            if hook.failure == FailurePolicy::FailClosed {
-                failure = FailurePolicy::FailClosed;
+        let mut last_seq = None;
+        let mut more = false;
+        for _ in 0..SKIP_BATCHES {
+            let Ok(batch) = reader.changes(last_seq.unwrap_or(cursor), DELIVERY_BATCH) else { break };
+            more = batch.len() == DELIVERY_BATCH;
+            let Some(last) = batch.last().map(|event| event.seq) else { break };
+            last_seq = Some(last);
+            for event in &batch {
+                let Some(hook) = hooks.iter().find(|hook| hook.matches(HookKind::AfterCommit, &event.object, event.op)) else { continue };
+                if hook.failure == FailurePolicy::FailClosed {
+                    failure = FailurePolicy::FailClosed;
+                }
+                wire.push(event_to_wit(&reader, grants, event));
             }
-            wire.push(event_to_wit(&reader, grants, event));
+            if !wire.is_empty() || !more {
+                break;
+            }
         }
         drop(reader);
+        let Some(last_seq) = last_seq else { continue };
+        if more {
+            // A backlog: the next pass follows at once.
+            wake_at(now);
+        }
         let advance = |effects: Vec<Effect>| {
             let mut all = effects;
             all.push(Effect::Cursor { plugin: id.clone(), seq: last_seq });
