@@ -32,6 +32,17 @@ pub(crate) fn text(value: impl Into<String>) -> Option<Gql> {
     Some(Gql::String(value.into()))
 }
 
+/// The answer of a resolver that needs no waiting: no boxed future (the
+/// engine takes the value as it is), which matters for the fields of every
+/// record in a page. An error still goes through a future, as the engine
+/// has no other way to take one.
+pub(crate) fn ready<'a>(result: GqlResult<Option<Gql>>) -> async_graphql::dynamic::FieldFuture<'a> {
+    match result {
+        Ok(value) => async_graphql::dynamic::FieldFuture::from_value(value),
+        Err(error) => async_graphql::dynamic::FieldFuture::new(async move { Err::<Option<Gql>, _>(error) }),
+    }
+}
+
 /// A field resolved from its parent value of type `$ty`:
 /// `getter!(User, "email", TypeRef::named_nn(TypeRef::STRING), |u| text(&u.email))`.
 macro_rules! getter {
