@@ -520,9 +520,12 @@ const MAX_GROUP_MUTATIONS: usize = MAX_MUTATIONS;
 
 /// The end of the group of requests starting at `start` that share one
 /// before-write call: same actor, at most [`MAX_GROUP_MUTATIONS`] mutations,
-/// and no record named twice — an upsert (whose record is found by key) or
-/// a second mutation of an id already in the group starts a new group, so a
-/// hook's patch never has to be carried over into another request.
+/// and no record named twice — a second mutation of an id already in the
+/// group starts a new group, so a hook's patch never has to be carried over
+/// into another request. Upserts find their record by key, so whether two
+/// of them meet one record is only known once they are applied:
+/// `Tx::apply_group` checks that and the batch is then redone one request
+/// per call.
 fn group_end(jobs: &[Job], start: usize) -> usize {
     let actor = &jobs[start].request.actor;
     let mut ids: std::collections::HashSet<RecordId> = std::collections::HashSet::new();
@@ -537,8 +540,7 @@ fn group_end(jobs: &[Job], start: usize) -> usize {
         let mut named = Vec::new();
         for mutation in &request.mutations {
             match mutation {
-                Mutation::Create { .. } => {}
-                Mutation::Upsert { .. } => clash = true,
+                Mutation::Create { .. } | Mutation::Upsert { .. } => {}
                 Mutation::Update { id, .. } | Mutation::Delete { id, .. } | Mutation::Restore { id, .. } => {
                     clash |= ids.contains(id);
                     named.push(*id);
@@ -551,10 +553,6 @@ fn group_end(jobs: &[Job], start: usize) -> usize {
         ids.extend(named);
         mutations += request.mutations.len();
         end += 1;
-        if clash {
-            // An upsert opening a group is alone in it.
-            break;
-        }
     }
     end
 }
@@ -671,9 +669,19 @@ impl<'t> Tx<'t> {
     /// which request it belongs to, when one does.
     fn apply_group(&mut self, requests: &[&WriteRequest], hooks: Option<&dyn WriteHooks>) -> Result<Vec<Vec<Applied>>, (Option<usize>, Error)> {
         self.logged.clear();
-        let mut staged = Vec::with_capacity(requests.len());
+        let mut staged: Vec<Staged> = Vec::with_capacity(requests.len());
+        let mut touched: std::collections::HashSet<RecordId> = std::collections::HashSet::new();
         for (index, request) in requests.iter().enumerate() {
-            staged.push(self.stage(request).map_err(|error| (Some(index), error))?);
+            let done = self.stage(request).map_err(|error| (Some(index), error))?;
+            let ids: std::collections::HashSet<RecordId> = self.logged[done.logged.clone()].iter().map(|change| change.after.id).collect();
+            if requests.len() > 1 && !touched.is_disjoint(&ids) {
+                // Two requests of the group met one record (upserts of one
+                // key): no request is at fault; the batch is redone one
+                // request per call.
+                return Err((None, Error::conflict("requests of one group changed the same record")));
+            }
+            touched.extend(ids);
+            staged.push(done);
         }
         let hooked = match hooks {
             Some(hooks) => self.run_hooks(requests, &staged, hooks)?,

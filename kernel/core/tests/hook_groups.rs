@@ -52,9 +52,21 @@ fn create(name: &str, request_id: &str) -> WriteRequest {
     request
 }
 
+fn upsert(name: &str, email: &str, request_id: &str) -> WriteRequest {
+    let fields = [("first_name".to_string(), Value::Text(name.into())), ("email".to_string(), Value::Text(email.into()))].into_iter().collect();
+    let mut request = WriteRequest::new(Actor::cli(), vec![Mutation::Upsert { object: "contact".into(), key: "email".into(), fields }]);
+    request.request_id = Some(request_id.into());
+    request
+}
+
 /// Holds the writer in a hook call, queues `names` behind it as one
 /// batch, then lets it go; returns each request's outcome and the calls.
 fn batch_behind_a_gate(names: &[&str]) -> (Vec<crm_core::Result<Vec<crm_core::Applied>>>, Vec<(usize, Option<String>)>) {
+    let requests = names.iter().enumerate().map(|(n, name)| create(name, &format!("r{n}"))).collect();
+    requests_behind_a_gate(requests)
+}
+
+fn requests_behind_a_gate(requests: Vec<WriteRequest>) -> (Vec<crm_core::Result<Vec<crm_core::Applied>>>, Vec<(usize, Option<String>)>) {
     let dir = tempfile::tempdir().unwrap();
     let kernel = Kernel::open(dir.path(), StoreOptions::default()).unwrap();
     let (info, _) = kernel.create_tenant("t").unwrap();
@@ -70,7 +82,6 @@ fn batch_behind_a_gate(names: &[&str]) -> (Vec<crm_core::Result<Vec<crm_core::Ap
         async move { store.write(create("gate", "gate")).await }
     });
     entered.recv_timeout(Duration::from_secs(30)).expect("the gate's hook runs");
-    let requests: Vec<WriteRequest> = names.iter().enumerate().map(|(n, name)| create(name, &format!("r{n}"))).collect();
     let queued = runtime.spawn({
         let store = store.clone();
         async move { store.write_each(requests).await }
@@ -118,4 +129,22 @@ fn a_hook_failing_as_a_whole_is_retried_request_by_request() {
     assert_eq!(calls[0], (5, None));
     let singles: Vec<String> = calls[1..].iter().map(|(changes, id)| format!("{changes}:{}", id.clone().unwrap_or_default())).collect();
     assert_eq!(singles, ["1:r0", "1:r1", "1:r2", "1:r0", "1:r1", "1:r3", "1:r4"]);
+}
+
+#[test]
+fn upserts_of_distinct_keys_share_a_call_and_upserts_meeting_one_record_do_not() {
+    let distinct = vec![upsert("Ada", "ada@example.com", "r0"), upsert("Bob", "bob@example.com", "r1"), upsert("Cy", "cy@example.com", "r2")];
+    let (outcomes, calls) = requests_behind_a_gate(distinct);
+    assert!(outcomes.iter().all(Result::is_ok));
+    assert_eq!(calls, [(3, None)]);
+
+    // The third upsert finds the record the first one creates: the batch is
+    // redone a request at a time (the update of the third is not hooked).
+    let meeting = vec![upsert("Ada", "ada@example.com", "r0"), upsert("Bob", "bob@example.com", "r1"), upsert("Adele", "ada@example.com", "r2")];
+    let (outcomes, calls) = requests_behind_a_gate(meeting);
+    let applied: Vec<_> = outcomes.into_iter().map(|outcome| outcome.unwrap().remove(0)).collect();
+    assert_eq!(applied[2].record.id, applied[0].record.id);
+    assert_eq!(applied[2].record.get("first_name"), &Value::Text("Adele".into()));
+    let singles: Vec<String> = calls.iter().map(|(changes, id)| format!("{changes}:{}", id.clone().unwrap_or_default())).collect();
+    assert_eq!(singles, ["1:r0", "1:r1"]);
 }

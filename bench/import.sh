@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# `crm import contacts` of N new contacts from CSV into a tenant with the
+# before-write plugins enabled (custom-fields and lead-scoring: every row
+# passes both hooks).
+#
+#   bash bench/import.sh                   # N=1000000
+#   N=20000 bash bench/import.sh           # a quick correctness pass
+#
+# Steps:
+#   1. cargo build --release --bin crm                        (SKIP_BUILD=1 skips)
+#   2. a fresh data dir: `crm serve` once (tenant `default` with the bundled
+#      plugins), then, for a tenant without plugins to compare, `crm tenant
+#      create plain`
+#   3. a CSV of N contacts (first_name, last_name, email, title, country,
+#      lifecycle_stage) written by awk
+#   4. `crm import contacts` into `plain` (no plugin) and into `default`
+#      (custom-fields, lead-scoring, helpdesk, marketing enabled; the
+#      before-write hooks of the first two run on every row), timed
+#
+# Environment (defaults):
+#   N=1000000
+#   RUN_DIR=/tmp/crm-import-bench   data dir and CSV (wiped each run)
+#   SKIP_BUILD=1                 use the existing target/release/crm
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+N="${N:-1000000}"
+RUN_DIR="${RUN_DIR:-/tmp/crm-import-bench}"
+DATA="$RUN_DIR/data"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/crm"
+CRM_LISTEN="${CRM_LISTEN:-127.0.0.1:18095}"
+URL="http://$CRM_LISTEN/graphql"
+
+log() { printf '[import] %s\n' "$*"; }
+
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+trap stop_crm EXIT
+
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+  log "building the release binary"
+  (cd "$ROOT" && cargo build --release --bin crm)
+fi
+
+log "fresh run dir $RUN_DIR"
+rm -rf "$DATA"
+mkdir -p "$RUN_DIR"
+: >"$RUN_DIR/crm.log"
+start_crm
+stop_crm
+"$BIN" --data-dir "$DATA" tenant create plain >/dev/null
+
+awk -v n="$N" 'BEGIN {
+  split("lead subscriber marketingqualifiedlead salesqualifiedlead customer", stages, " ")
+  split("DE FR US GB NL", countries, " ")
+  print "first_name,last_name,email,title,country,lifecycle_stage"
+  for (i = 1; i <= n; i++) printf "First%d,Last%d,person%d@import.example,VP Sales %d,%s,%s\n", i, i, i, i % 7, countries[1 + i % 5], stages[1 + i % 5]
+}' >"$RUN_DIR/contacts.csv"
+log "CSV of $N contacts: $(du -h "$RUN_DIR/contacts.csv" | cut -f1)"
+
+for tenant in plain default; do
+  start="$(now_ms)"
+  "$BIN" --data-dir "$DATA" import contacts "$RUN_DIR/contacts.csv" --tenant "$tenant" 2>&1 | tail -2 | sed "s/^/[import] $tenant: /"
+  elapsed=$(( $(now_ms) - start ))
+  log "$tenant: $N contacts in $(awk "BEGIN {printf \"%.1f\", $elapsed/1000}") s ($(awk "BEGIN {printf \"%.0f\", $N*1000/$elapsed}") contacts/s)"
+done
