@@ -133,9 +133,11 @@ async fn session(stream: TcpStream, options: &SinkOptions, next: &AtomicU64) -> 
     }
 }
 
-/// Reads one line of at most `max` bytes; a longer line ends the session.
+/// Reads one line of at most `max` bytes (never more into memory); a longer
+/// line ends the session.
 async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, line: &mut String, max: usize) -> Result<usize> {
-    let read = reader.read_line(line).await?;
+    use tokio::io::AsyncReadExt;
+    let read = reader.take(max as u64 + 1).read_line(line).await?;
     anyhow::ensure!(line.len() <= max, "line too long");
     Ok(read)
 }

@@ -474,21 +474,7 @@ pub fn is_user_id(text: &str) -> bool {
             .all(|c| c.is_ascii_digit() || (c.is_ascii_alphabetic() && !matches!(c.to_ascii_uppercase(), 'I' | 'L' | 'O' | 'U')))
 }
 
-/// A plain shape check of an email address (the kernel checks recipients
-/// again when it delivers).
-pub fn is_email(text: &str) -> bool {
-    match text.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.contains('@')
-                && !text.contains(char::is_whitespace)
-        }
-        None => false,
-    }
-}
+pub use crm_plugin_sdk::text::is_email;
 
 /// The JSON Schema of the configuration, for the manifest.
 pub fn schema() -> serde_json::Value {

@@ -11,21 +11,7 @@ pub fn iso(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms).map(|time| time.to_rfc3339_opts(SecondsFormat::Millis, true)).unwrap_or_default()
 }
 
-/// Text safe inside HTML elements and quoted attributes.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
+pub use crm_plugin_sdk::text::escape_html;
 
 /// The public URL of one of the plugin's routes:
 /// `<public_url>/hooks/<tenant>/<plugin><path>`.

@@ -91,22 +91,7 @@ fn value(name: &str, json: &Json) -> Result<Option<Value>, Refusal> {
     Ok(Some(value))
 }
 
-/// A plausible address: one `@`, a dot in the domain, no spaces (the
-/// kernel checks it again when it stores it).
-pub fn is_email(email: &str) -> bool {
-    match email.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && !domain.contains('@')
-                && !email.contains(char::is_whitespace)
-                && email.len() <= 320
-        }
-        None => false,
-    }
-}
+pub use crm_plugin_sdk::text::is_email;
 
 /// Checks a request body against the form's configuration.
 pub fn parse(form: &Form, request: &HttpRequest) -> Result<Submission, Refusal> {

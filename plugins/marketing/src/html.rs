@@ -6,20 +6,7 @@
 //! is copied unchanged.
 
 /// Escapes text for HTML content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crm_plugin_sdk::text::escape_html as escape;
 
 /// Decodes the entities a URL or a text is likely to contain: the five of
 /// [`escape`], `&nbsp;` and numeric ones. Unknown entities stay as they are.
