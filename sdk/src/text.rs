@@ -40,8 +40,27 @@ pub fn is_email(text: &str) -> bool {
     }
 }
 
+/// Whether `text` has the shape of a kernel id (a ULID: 26 characters of
+/// Crockford's base 32, the first at most 7), as record ids and the user ids
+/// in `owner_id` and similar fields are.
+pub fn is_id(text: &str) -> bool {
+    text.len() == 26
+        && text.starts_with(|first: char| ('0'..='7').contains(&first))
+        && text
+            .chars()
+            .all(|c| c.is_ascii_digit() || (c.is_ascii_alphabetic() && !matches!(c.to_ascii_uppercase(), 'I' | 'L' | 'O' | 'U')))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ids_are_ulids() {
+        assert!(is_id("01HZY00000000000000000000A"));
+        for bad in ["", "01HZY0000000000000000000A", "81HZY00000000000000000000A", "01HZY0000000000000000000IA", "01HZY00000000000000000000-"] {
+            assert!(!is_id(bad), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -464,15 +464,7 @@ fn check_key(at: &str, key: &str) -> Result<(), String> {
     if valid { Ok(()) } else { Err(format!("{at}: '{key}' must be lowercase letters, digits, '-' or '_' (at most 40)")) }
 }
 
-/// Whether `text` has the shape of a user id (a ULID: 26 characters of
-/// Crockford's base 32, the first at most 7), as `assignee_id` requires.
-pub fn is_user_id(text: &str) -> bool {
-    text.len() == 26
-        && text.starts_with(|first: char| ('0'..='7').contains(&first))
-        && text
-            .chars()
-            .all(|c| c.is_ascii_digit() || (c.is_ascii_alphabetic() && !matches!(c.to_ascii_uppercase(), 'I' | 'L' | 'O' | 'U')))
-}
+pub use crm_plugin_sdk::text::is_id as is_user_id;
 
 pub use crm_plugin_sdk::text::is_email;
 

@@ -264,15 +264,7 @@ impl Config {
     }
 }
 
-/// Whether `text` has the shape of a record id (a ULID: 26 characters of
-/// Crockford's base 32, the first at most 7), as `owner_id` requires.
-pub fn is_record_id(text: &str) -> bool {
-    text.len() == 26
-        && text.starts_with(|first: char| ('0'..='7').contains(&first))
-        && text
-            .chars()
-            .all(|c| c.is_ascii_digit() || (c.is_ascii_alphabetic() && !matches!(c.to_ascii_uppercase(), 'I' | 'L' | 'O' | 'U')))
-}
+pub use crm_plugin_sdk::text::is_id as is_record_id;
 
 /// The JSON Schema of the configuration, for the manifest.
 pub fn schema() -> serde_json::Value {
