@@ -407,3 +407,28 @@ async fn custom_fields_go_on_objects_other_plugins_declare() {
     let back = server.ok("query($id: ID!) { followUpRule(id: $id) { channel days } }", json!({"id": id})).await;
     assert_eq!((back["followUpRule"]["channel"].as_str(), back["followUpRule"]["days"].as_i64()), (Some("CALL"), Some(3)), "{back}");
 }
+
+/// The server keeps parsed documents by query text across tenants; each
+/// request is still validated against its own tenant's schema.
+#[tokio::test]
+async fn one_query_text_is_validated_against_each_tenants_own_schema() {
+    let dir = data_dir();
+    let key_beta = crate::support::create_tenant(dir.path(), "beta").await;
+    let server = Server::start_in(dir.path(), &[]).await;
+    define(&server, json!({ "object": "contact", "name": "shoe_size", "type": "INTEGER" })).await;
+    server.ok("mutation { createContact(input: {firstName: \"Ada\", shoeSize: 41}) { id } }", json!({})).await;
+    let query = "{ contacts { nodes { firstName shoeSize } } }";
+    for _ in 0..2 {
+        let body = server.ok(query, json!({})).await;
+        assert_eq!(body["contacts"]["nodes"][0]["shoeSize"], json!(41), "{body}");
+        // Tenant beta has no custom-fields plugin: the same text is refused there.
+        let refused = server.gql_as(&key_beta, query, json!({})).await;
+        assert_eq!(single_code(&refused), "VALIDATION", "{refused}");
+        assert!(refused["errors"][0]["message"].as_str().unwrap_or_default().contains("shoeSize"), "{refused}");
+    }
+    // A text that does not parse is still reported, first time or not.
+    for _ in 0..2 {
+        let broken = server.gql("{ contacts { nodes { firstName ", json!({})).await;
+        assert_eq!(single_code(&broken), "VALIDATION", "{broken}");
+    }
+}

@@ -43,6 +43,8 @@ struct Inner {
     routes: crate::routes::RouteLimiter,
     operations: ApiLimiter,
     logins: crate::auth::LoginThrottle,
+    /// Parsed documents of recent queries, shared by every tenant.
+    documents: crate::documents::Documents,
 }
 
 impl AppState {
@@ -55,6 +57,7 @@ impl AppState {
                 routes: Default::default(),
                 operations: ApiLimiter::new(limits.rate_per_key, limits.rate_per_tenant),
                 logins: crate::auth::LoginThrottle::new(Default::default()),
+                documents: crate::documents::Documents::new(1024),
                 limits,
             }),
         }
@@ -209,7 +212,7 @@ fn finish(mut response: async_graphql::Response, graphql_response: bool) -> Resp
     }
 }
 
-async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::Request) -> Response {
+async fn execute(state: &AppState, headers: &HeaderMap, mut request: async_graphql::Request) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
     let caller = match state.authenticate(authorization) {
         Ok(found) => found,
@@ -222,6 +225,7 @@ async fn execute(state: &AppState, headers: &HeaderMap, request: async_graphql::
         Ok(schema) => schema,
         Err(error) => return kernel_error_response(error),
     };
+    state.inner.documents.attach(&mut request);
     let id = request_id();
     let span = tracing::info_span!("graphql", tenant = %caller.store.id(), request_id = %id);
     let request = request.data(RequestCtx::new(caller, id));
@@ -329,12 +333,13 @@ struct SessionExecutor {
 }
 
 impl Executor for SessionExecutor {
-    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+    async fn execute(&self, mut request: async_graphql::Request) -> async_graphql::Response {
         match self.session.get() {
             Some(session) => {
                 if let Err(refused) = self.state.admit(&session.caller) {
                     return refused_response(refused);
                 }
+                self.state.inner.documents.attach(&mut request);
                 let request = request.data(RequestCtx::new(session.caller.clone(), request_id()));
                 session.schema.execute(request).await
             }

@@ -15,6 +15,7 @@ mod identity;
 mod batch;
 mod context;
 mod convert;
+mod documents;
 mod errors;
 mod gdpr;
 mod http;
