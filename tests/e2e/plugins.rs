@@ -137,6 +137,33 @@ async fn timers_fire_on_the_kernels_clock_and_survive_a_restart() {
     eventually("the condition", || async { activity_subjects(&server, &key).await.contains(&reminder).then_some(()) }).await;
 }
 
+/// A plugin's writes inside a call are committed without waiting for the
+/// disk and made durable together when the call ends: once an action has
+/// answered, what it wrote survives `kill -9`.
+#[tokio::test]
+async fn what_an_action_wrote_survives_kill_9_once_it_answered() {
+    let dir = data_dir();
+    let server = Server::start_in(dir.path(), &["--dev-clock"]).await;
+    install_enable(&server, &server.key, "follow-up", json!({ "delay_ms": 3_600_000 })).await;
+    let contact = server.ok("mutation { createContact(input: {firstName: \"Ada\"}) { id } }", json!({})).await;
+    let id = contact["createContact"]["id"].as_str().unwrap().to_string();
+    let key = server.key.clone();
+    // The after-commit delivery is done: its reminder is an hour away.
+    eventually("the follow-up task", || async { activity_subjects(&server, &key).await.contains(&"Follow up with Ada".to_string()).then_some(()) }).await;
+    // The action moves the reminder to a minute from now; the server dies as soon as it answers.
+    let scheduled = server
+        .ok("mutation($id: ID!) { followUpSchedule(input: {contactId: $id, delayMs: 60000}) { timerKey } }", json!({ "id": id }))
+        .await;
+    assert_eq!(scheduled["followUpSchedule"]["timerKey"], format!("remind:{id}"));
+    server.kill9().await;
+
+    let server = Server::start_in(dir.path(), &["--dev-clock"]).await;
+    server.ok("mutation { advanceClock(ms: 60001) }", json!({})).await;
+    let key = server.key.clone();
+    let reminder = format!("Reminder for {id}");
+    eventually("the reminder the action scheduled", || async { activity_subjects(&server, &key).await.contains(&reminder).then_some(()) }).await;
+}
+
 #[tokio::test]
 async fn the_clock_only_moves_on_a_development_server() {
     let server = Server::start(&[]).await;

@@ -333,6 +333,7 @@ async fn erase_person(rc: &RequestCtx, email: &Value) -> Result<ErasureReport, E
         mutations,
         effects: vec![Effect::DeleteRecordKeys { records: records.clone() }],
         guard: None,
+        deferred: false,
     };
     rc.store.write(request).await?;
 

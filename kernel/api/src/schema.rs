@@ -583,7 +583,7 @@ fn object_types(metadata: &Arc<Metadata>, object: &Arc<ObjectDef>, limits: &Limi
             }))
             .field(Field::new("node", TypeRef::named_nn(&name), |ctx| {
                 FieldFuture::new(async move {
-                    Ok(Some(FieldValue::owned_any(ctx.parent_value.try_downcast_ref::<Edge>()?.record.clone())))
+                    Ok(Some(FieldValue::borrowed_any(&ctx.parent_value.try_downcast_ref::<Edge>()?.record)))
                 })
             }))
             .into(),
@@ -601,7 +601,7 @@ fn object_types(metadata: &Arc<Metadata>, object: &Arc<ObjectDef>, limits: &Limi
             .field(Field::new("nodes", TypeRef::named_nn_list_nn(&name), |ctx| {
                 FieldFuture::new(async move {
                     let connection = ctx.parent_value.try_downcast_ref::<Connection>()?;
-                    Ok(Some(FieldValue::list(connection.page.records.iter().cloned().map(FieldValue::owned_any))))
+                    Ok(Some(FieldValue::list(connection.page.records.iter().map(|record| FieldValue::borrowed_any(record)))))
                 })
             }))
             .field(Field::new("pageInfo", TypeRef::named_nn("PageInfo"), |ctx| {
@@ -807,7 +807,7 @@ async fn run_write(ctx: &ResolverContext<'_>, mut mutations: Vec<Mutation>) -> G
     let metadata = rc.store.metadata();
     rc.access.authorize_write(&metadata, &mut mutations).map_err(|e| fail(rc, e))?;
     let guard = rc.access.write_guard(metadata);
-    let request = WriteRequest { actor: rc.actor.clone(), request_id: Some(rc.request_id.clone()), mutations, effects: Vec::new(), guard };
+    let request = WriteRequest { actor: rc.actor.clone(), request_id: Some(rc.request_id.clone()), mutations, effects: Vec::new(), guard, deferred: false };
     let applied = rc.store.write(request).await.map_err(|e| fail(rc, e))?;
     Ok(applied.into_iter().map(|applied| applied.record).collect())
 }

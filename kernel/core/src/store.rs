@@ -189,6 +189,12 @@ impl TenantStore {
         self.writer.enqueue(request).blocking_recv().unwrap_or_else(|_| Err(Error::internal("the tenant writer stopped")))
     }
 
+    /// A durable commit: every deferred write committed before it is on
+    /// disk when this returns.
+    pub fn sync_blocking(&self) -> Result<()> {
+        self.write_blocking(WriteRequest::effects(crate::Actor::system(), Vec::new())).map(|_| ())
+    }
+
     /// Submits many independent requests at once; each succeeds or fails on
     /// its own, and the writer commits them in as few transactions as it can.
     pub async fn write_each(&self, requests: Vec<WriteRequest>) -> Vec<Result<Vec<Applied>>> {

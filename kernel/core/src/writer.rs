@@ -74,16 +74,23 @@ pub struct WriteRequest {
     /// The caller's record scope, checked on the stored record of every
     /// update, delete and restore; `None` for unrestricted callers.
     pub guard: Option<WriteGuard>,
+    /// Committed without waiting for the disk: visible at once, durable
+    /// with the tenant's next durable commit. A plugin's writes inside one
+    /// call are deferred and the call ends with a durable commit
+    /// (`TenantStore::sync_blocking`) before its outcome is recorded, so a
+    /// crash loses only writes of calls that will be made again. A batch
+    /// holding any request that is not deferred commits durably.
+    pub deferred: bool,
 }
 
 impl WriteRequest {
     pub fn new(actor: Actor, mutations: Vec<Mutation>) -> Self {
-        WriteRequest { actor, request_id: None, mutations, effects: Vec::new(), guard: None }
+        WriteRequest { actor, request_id: None, mutations, effects: Vec::new(), guard: None, deferred: false }
     }
 
     /// A request that only changes plugin state.
     pub fn effects(actor: Actor, effects: Vec<Effect>) -> Self {
-        WriteRequest { actor, request_id: None, mutations: Vec::new(), effects, guard: None }
+        WriteRequest { actor, request_id: None, mutations: Vec::new(), effects, guard: None, deferred: false }
     }
 }
 
@@ -449,7 +456,7 @@ impl Writer {
         // retried one request per call so the failure stays with its own.
         let mut grouped = true;
         while !jobs.is_empty() {
-            let txn = match self.db.begin_write() {
+            let mut txn = match self.db.begin_write() {
                 Ok(txn) => txn,
                 Err(error) => return reply_all(jobs, Error::from(error)),
             };
@@ -498,6 +505,11 @@ impl Writer {
                 let job = jobs.remove(index);
                 let _ = job.reply.send(Err(error));
                 continue;
+            }
+            if jobs.iter().all(|job| job.request.deferred)
+                && let Err(error) = txn.set_durability(redb::Durability::None)
+            {
+                tracing::warn!(%error, "committing deferred writes durably");
             }
             if let Err(error) = txn.commit() {
                 return reply_all(jobs, Error::from(error));

@@ -55,6 +55,9 @@ pub struct HostState {
     pub(crate) exceeded: Option<String>,
     /// Set by `schema.changed`: the kernel asks for the tenant schema again.
     pub(crate) schema_changed: bool,
+    /// Set by the first write of the call: its writes are deferred and the
+    /// call ends with a durable commit.
+    pub(crate) wrote: std::cell::Cell<bool>,
 }
 
 impl WasiView for HostState {
@@ -94,7 +97,7 @@ impl HostState {
             .tables(64)
             .trap_on_grow_failure(true)
             .build();
-        HostState { wasi, table: ResourceTable::new(), limits, scope, host_calls: 0, log_bytes: 0, logs: Vec::new(), exceeded: None, schema_changed: false }
+        HostState { wasi, table: ResourceTable::new(), limits, scope, host_calls: 0, log_bytes: 0, logs: Vec::new(), exceeded: None, schema_changed: false, wrote: Default::default() }
     }
 
     /// Counts a host call; traps once the budget is spent.
@@ -158,13 +161,18 @@ impl HostState {
         let store = self.store()?;
         let mut request = WriteRequest::new(self.actor(), vec![mutation]);
         request.request_id = self.scope.request_id.clone();
+        request.deferred = true;
+        self.wrote.set(true);
         let mut applied = store.write_blocking(request).map_err(from_core)?;
         applied.pop().ok_or_else(|| host_error(types::ErrorCode::Unavailable, "write returned nothing"))
     }
 
     fn effect(&self, effect: Effect) -> Result<(), types::HostError> {
         let store = self.store()?;
-        store.write_blocking(WriteRequest::effects(self.actor(), vec![effect])).map_err(from_core)?;
+        let mut request = WriteRequest::effects(self.actor(), vec![effect]);
+        request.deferred = true;
+        self.wrote.set(true);
+        store.write_blocking(request).map_err(from_core)?;
         Ok(())
     }
 

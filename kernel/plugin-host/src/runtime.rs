@@ -212,6 +212,13 @@ impl PluginHost {
             fuel_left = wasm_store.get_fuel().unwrap_or(0);
             out
         });
+        // The call's writes were deferred: one durable commit for all of
+        // them, whatever the call's outcome, before the outcome counts.
+        let synced = if state.wrote.get() {
+            store.sync_blocking().map_err(|error| format!("wrote records that could not be made durable: {}", error.message))
+        } else {
+            Ok(())
+        };
         let outcome = match result {
             Err(CallFailure { message }) => Err(message),
             Ok(Err(message)) => Err(format!("returned an error: {}", message.chars().take(500).collect::<String>())),
@@ -224,6 +231,7 @@ impl PluginHost {
                 }
             }
         };
+        let outcome = outcome.and_then(|value| synced.map(|()| value));
         let plugin = &prepared.active.enablement.plugin;
         let fuel_used = limits.fuel.saturating_sub(fuel_left);
         self.finish(tenant, plugin, &state, fuel_used, outcome.as_ref().err().map(|message| format!("plugin {plugin} {message}")).as_deref());
