@@ -657,6 +657,28 @@ fn backoff_ms(attempt: u32) -> i64 {
     (200i64 << attempt.min(8)).min(60_000)
 }
 
+/// What to do after a failed delivery or timer call.
+enum Verdict {
+    /// Try again at this time.
+    Retry(i64),
+    /// The last attempt (this many) failed: keep a dead letter.
+    GiveUp(u32),
+}
+
+/// Books a failed attempt under `key`; after the last one the bookkeeping
+/// is dropped.
+fn failed(attempts: &mut HashMap<String, Attempts>, key: &str, now: i64) -> Verdict {
+    let entry = attempts.entry(key.to_string()).or_default();
+    entry.count += 1;
+    if entry.count < MAX_ATTEMPTS {
+        entry.next_at = now + backoff_ms(entry.count);
+        return Verdict::Retry(entry.next_at);
+    }
+    let count = entry.count;
+    attempts.remove(key);
+    Verdict::GiveUp(count)
+}
+
 /// The delivery worker of one tenant: after-commit events and timers.
 async fn worker(
     kernel: Arc<Kernel>,
@@ -800,24 +822,22 @@ fn deliver(
                 advance(Vec::new());
             }
             Err(message) => {
-                let entry = attempts.entry(key.clone()).or_default();
-                entry.count += 1;
-                if entry.count >= MAX_ATTEMPTS {
-                    let letter = DeadLetter {
-                        seq: 0,
-                        plugin: id.clone(),
-                        hook: "after-commit".into(),
-                        events: wire.iter().map(|event| event.seq).collect(),
-                        timer: None,
-                        error: message,
-                        attempts: entry.count,
-                        at: crm_core::clock::now_ms(),
-                    };
-                    attempts.remove(&key);
-                    advance(vec![Effect::DeadLetter { letter }]);
-                } else {
-                    entry.next_at = crm_core::clock::now_ms() + backoff_ms(entry.count);
-                    wake_at(entry.next_at);
+                let now = crm_core::clock::now_ms();
+                match failed(attempts, &key, now) {
+                    Verdict::Retry(at) => wake_at(at),
+                    Verdict::GiveUp(count) => {
+                        let letter = DeadLetter {
+                            seq: 0,
+                            plugin: id.clone(),
+                            hook: "after-commit".into(),
+                            events: wire.iter().map(|event| event.seq).collect(),
+                            timer: None,
+                            error: message,
+                            attempts: count,
+                            at: now,
+                        };
+                        advance(vec![Effect::DeadLetter { letter }]);
+                    }
                 }
             }
         }
@@ -870,27 +890,25 @@ fn fire_timers(
                 attempts.remove(&key);
                 vec![done]
             }
-            Err(message) => {
-                let entry = attempts.entry(key.clone()).or_default();
-                entry.count += 1;
-                if entry.count < MAX_ATTEMPTS {
-                    entry.next_at = now + backoff_ms(entry.count);
-                    wake_at(entry.next_at);
+            Err(message) => match failed(attempts, &key, now) {
+                Verdict::Retry(at) => {
+                    wake_at(at);
                     continue;
                 }
-                let letter = DeadLetter {
-                    seq: 0,
-                    plugin: timer.plugin.clone(),
-                    hook: "on-timer".into(),
-                    events: Vec::new(),
-                    timer: Some(timer.key.clone()),
-                    error: message,
-                    attempts: entry.count,
-                    at: now,
-                };
-                attempts.remove(&key);
-                vec![done, Effect::DeadLetter { letter }]
-            }
+                Verdict::GiveUp(count) => {
+                    let letter = DeadLetter {
+                        seq: 0,
+                        plugin: timer.plugin.clone(),
+                        hook: "on-timer".into(),
+                        events: Vec::new(),
+                        timer: Some(timer.key.clone()),
+                        error: message,
+                        attempts: count,
+                        at: now,
+                    };
+                    vec![done, Effect::DeadLetter { letter }]
+                }
+            },
         };
         if let Err(error) = store.write_blocking(WriteRequest::effects(Actor::system(), effects)) {
             tracing::error!(%error, "cannot record a fired timer");
