@@ -243,6 +243,31 @@ pub struct Reader<'s> {
     txn: ReadTransaction,
 }
 
+/// The records of `ids` that exist in `table`.
+fn records_of(table: &redb::ReadOnlyTable<u128, &'static [u8]>, ids: &[RecordId]) -> Result<HashMap<RecordId, Record>> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for &id in ids {
+        if let Some(bytes) = table.get(id.0)? {
+            out.insert(id, decode_record(id, bytes.value())?);
+        }
+    }
+    Ok(out)
+}
+
+/// Ids whose indexed `field` of `object` equals `value`, in id order.
+fn ids_of(index: &redb::ReadOnlyTable<&'static [u8], ()>, object: &str, field: &str, value: &Value) -> Result<Vec<RecordId>> {
+    let prefix = encoding::unique_key(object, field, value);
+    let end = encoding::prefix_end(&prefix);
+    let mut ids = Vec::new();
+    for entry in index.range(prefix.as_slice()..end.as_slice())? {
+        let (key, _) = entry?;
+        if let Some(id) = encoding::id_from_index_key(key.value()) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
 /// The condition a scan can walk an index for in id order: an equality on
 /// a non-unique indexed field, when no condition on `id` or on a unique
 /// field (both a handful of ids at most) does better.
@@ -299,33 +324,26 @@ impl Reader<'_> {
     }
 
     pub fn get_many(&self, object: &str, ids: &[RecordId]) -> Result<HashMap<RecordId, Record>> {
-        let mut out = HashMap::with_capacity(ids.len());
-        let Some(table) = self.records(object)? else { return Ok(out) };
-        for &id in ids {
-            if let Some(bytes) = table.get(id.0)? {
-                out.insert(id, decode_record(id, bytes.value())?);
-            }
+        match self.records(object)? {
+            Some(table) => records_of(&table, ids),
+            None => Ok(HashMap::new()),
         }
-        Ok(out)
     }
 
     /// Ids whose indexed `field` equals `value`, in id order.
     pub fn index_ids(&self, object: &str, field: &str, value: &Value) -> Result<Vec<RecordId>> {
-        let prefix = encoding::unique_key(object, field, value);
-        let end = encoding::prefix_end(&prefix);
-        let table = match self.txn.open_table(INDEX) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(error) => return Err(error.into()),
-        };
-        let mut ids = Vec::new();
-        for entry in table.range(prefix.as_slice()..end.as_slice())? {
-            let (key, _) = entry?;
-            if let Some(id) = encoding::id_from_index_key(key.value()) {
-                ids.push(id);
-            }
+        match self.index_table()? {
+            Some(table) => ids_of(&table, object, field, value),
+            None => Ok(Vec::new()),
         }
-        Ok(ids)
+    }
+
+    fn index_table(&self) -> Result<Option<redb::ReadOnlyTable<&'static [u8], ()>>> {
+        match self.txn.open_table(INDEX) {
+            Ok(table) => Ok(Some(table)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// The id holding a unique value, if any (deleted records included).
@@ -577,10 +595,13 @@ impl Reader<'_> {
     ) -> Result<HashMap<RecordId, (Page, u64)>> {
         let sort = query.effective_sort();
         let mut out = HashMap::with_capacity(parents.len());
+        // Both tables are opened once for every parent.
+        let (Some(index), Some(table)) = (self.index_table()?, self.records(&query.object)?) else {
+            return Ok(parents.iter().map(|&parent| (parent, (Page::default(), 0))).collect());
+        };
         for &parent in parents {
-            let ids = self.index_ids(&query.object, field, &Value::Id(parent))?;
-            let mut records: Vec<Record> =
-                self.get_many(&query.object, &ids)?.into_values().filter(|record| query.matches(record)).collect();
+            let ids = ids_of(&index, &query.object, field, &Value::Id(parent))?;
+            let mut records: Vec<Record> = records_of(&table, &ids)?.into_values().filter(|record| query.matches(record)).collect();
             let total = records.len() as u64;
             records.sort_by(|a, b| compare_records(a, b, &sort));
             out.insert(parent, (paginate(records, &sort, page), total));
