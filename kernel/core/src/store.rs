@@ -611,7 +611,17 @@ impl Reader<'_> {
 
     /// Change events after `after`, in commit order.
     pub fn changes(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>> {
-        let table = match self.txn.open_table(CHANGES) {
+        self.entries_after(CHANGES, after, limit)
+    }
+
+    /// At most `limit` entries of a sequence-keyed log after `after`, in order.
+    fn entries_after<T: serde::de::DeserializeOwned>(
+        &self,
+        log: TableDefinition<'static, u64, &'static [u8]>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<T>> {
+        let table = match self.txn.open_table(log) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(error) => return Err(error.into()),
@@ -710,20 +720,7 @@ impl Reader<'_> {
     /// Every audit entry in order, as stored (sealed values stay sealed;
     /// `open_audit` opens them), for verification and export.
     pub fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>> {
-        let table = match self.txn.open_table(AUDIT) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(error) => return Err(error.into()),
-        };
-        let mut out = Vec::new();
-        for entry in table.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))? {
-            let (_, bytes) = entry?;
-            out.push(postcard::from_bytes(bytes.value())?);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        self.entries_after(AUDIT, after, limit)
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
