@@ -117,15 +117,24 @@ async fn enabling_a_plugin_changes_one_tenants_schema_and_actions() {
     assert_eq!(single_code(&server.gql(rules, json!({})).await), "VALIDATION", "gone when disabled");
 }
 
-#[tokio::test]
-async fn timers_fire_on_the_kernels_clock_and_survive_a_restart() {
-    let dir = data_dir();
-    let server = Server::start_in(dir.path(), &["--dev-clock"]).await;
+/// A development-clock server with follow-up (reminders an hour out) and a
+/// contact Ada whose follow-up task exists: the after-commit delivery of
+/// her creation is done. Returns the server and Ada's id.
+async fn ada_followed_up(dir: &std::path::Path) -> (Server, String) {
+    let server = Server::start_in(dir, &["--dev-clock"]).await;
     install_enable(&server, &server.key, "follow-up", json!({ "delay_ms": 3_600_000 })).await;
     let contact = server.ok("mutation { createContact(input: {firstName: \"Ada\"}) { id } }", json!({})).await;
     let id = contact["createContact"]["id"].as_str().unwrap().to_string();
     let key = server.key.clone();
-    eventually("the condition", || async { activity_subjects(&server, &key).await.contains(&"Follow up with Ada".to_string()).then_some(()) }).await;
+    eventually("the follow-up task", || async { activity_subjects(&server, &key).await.contains(&"Follow up with Ada".to_string()).then_some(()) }).await;
+    (server, id)
+}
+
+#[tokio::test]
+async fn timers_fire_on_the_kernels_clock_and_survive_a_restart() {
+    let dir = data_dir();
+    let (server, id) = ada_followed_up(dir.path()).await;
+    let key = server.key.clone();
     let reminder = format!("Reminder for {id}");
     assert!(!activity_subjects(&server, &key).await.contains(&reminder), "not due yet");
     server.kill9().await;
@@ -143,13 +152,8 @@ async fn timers_fire_on_the_kernels_clock_and_survive_a_restart() {
 #[tokio::test]
 async fn what_an_action_wrote_survives_kill_9_once_it_answered() {
     let dir = data_dir();
-    let server = Server::start_in(dir.path(), &["--dev-clock"]).await;
-    install_enable(&server, &server.key, "follow-up", json!({ "delay_ms": 3_600_000 })).await;
-    let contact = server.ok("mutation { createContact(input: {firstName: \"Ada\"}) { id } }", json!({})).await;
-    let id = contact["createContact"]["id"].as_str().unwrap().to_string();
-    let key = server.key.clone();
     // The after-commit delivery is done: its reminder is an hour away.
-    eventually("the follow-up task", || async { activity_subjects(&server, &key).await.contains(&"Follow up with Ada".to_string()).then_some(()) }).await;
+    let (server, id) = ada_followed_up(dir.path()).await;
     // The action moves the reminder to a minute from now; the server dies as soon as it answers.
     let scheduled = server
         .ok("mutation($id: ID!) { followUpSchedule(input: {contactId: $id, delayMs: 60000}) { timerKey } }", json!({ "id": id }))
