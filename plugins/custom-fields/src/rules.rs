@@ -126,15 +126,7 @@ pub fn default_value(definition: &Definition, default: &str, now: i64) -> std::r
         FieldType::Text | FieldType::LongText | FieldType::Phone => Value::from(text),
         FieldType::Email => {
             let email = text.to_lowercase();
-            let valid = email.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty()
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
-                    && !domain.contains('@')
-                    && !email.contains(char::is_whitespace)
-            });
-            if !valid {
+            if !crm_plugin_sdk::text::is_email(&email) {
                 return Err(not("an email address"));
             }
             Value::Text(email)
