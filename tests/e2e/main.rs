@@ -18,6 +18,7 @@ mod lead_scoring;
 mod marketing;
 mod outbound;
 mod permissions;
+mod plans;
 mod plugins;
 mod rate_limit;
 mod tenants;

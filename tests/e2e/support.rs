@@ -23,7 +23,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Settings the binary reads from the environment; the tests pass flags,
 /// so a developer's own `CRM_*` variables must not leak in.
-const CRM_ENV: [&str; 14] = [
+const CRM_ENV: [&str; 15] = [
     "CRM_DATA_DIR",
     "CRM_PLUGIN_CACHE",
     "CRM_DEV_CLOCK",
@@ -38,6 +38,7 @@ const CRM_ENV: [&str; 14] = [
     "CRM_RATE_LIMIT_TENANT",
     "CRM_TLS_CERT",
     "CRM_TLS_KEY",
+    "CRM_QUERY_PLANS",
 ];
 
 fn command() -> Command {

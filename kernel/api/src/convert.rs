@@ -1,7 +1,8 @@
 //! Conversions between GraphQL values and core values, driven by field types,
 //! and parsing of filter and order arguments.
 
-use async_graphql::dynamic::{ObjectAccessor, ValueAccessor};
+use async_graphql::dynamic::ObjectAccessor;
+use async_graphql::indexmap::IndexMap;
 use async_graphql::{Name, Value as Gql};
 use crm_core::metadata::{FieldDef, FieldType, ObjectDef};
 use crm_core::normalize::{format_datetime, normalize};
@@ -75,8 +76,8 @@ pub fn input(value: &Gql) -> Value {
     }
 }
 
-pub fn parse_id(value: &ValueAccessor<'_>) -> Result<RecordId> {
-    match value.as_value() {
+pub fn parse_id(value: &Gql) -> Result<RecordId> {
+    match value {
         Gql::String(text) => RecordId::parse(text),
         other => RecordId::parse(&other.to_string()),
     }
@@ -96,40 +97,44 @@ pub fn input_fields(object: &ObjectDef, values: &ObjectAccessor<'_>) -> Result<c
 }
 
 /// Parses a `<Object>Filter` argument.
-pub fn filter(object: &ObjectDef, value: &ObjectAccessor<'_>) -> Result<Filter> {
+pub fn filter(object: &ObjectDef, value: &IndexMap<Name, Gql>) -> Result<Filter> {
     let mut all = Vec::new();
-    for (name, value) in value.iter() {
+    for (name, value) in value {
         match name.as_str() {
             "and" | "or" => {
-                let list = value.list().map_err(|_| Error::invalid(format!("'{name}' takes a list of filters")))?;
+                let Gql::List(list) = value else { return Err(Error::invalid(format!("'{name}' takes a list of filters"))) };
                 let mut parts = Vec::new();
-                for item in list.iter() {
-                    let object_value =
-                        item.object().map_err(|_| Error::invalid(format!("'{name}' takes a list of filters")))?;
-                    parts.push(filter(object, &object_value)?);
+                for item in list {
+                    let Gql::Object(object_value) = item else {
+                        return Err(Error::invalid(format!("'{name}' takes a list of filters")));
+                    };
+                    parts.push(filter(object, object_value)?);
                 }
                 all.push(if name.as_str() == "and" { Filter::And(parts) } else { Filter::Or(parts) });
             }
             "not" => {
-                if value.is_null() {
-                    continue;
-                }
-                let inner = value.object().map_err(|_| Error::invalid("'not' takes a filter"))?;
-                all.push(Filter::Not(Box::new(filter(object, &inner)?)));
+                let inner = match value {
+                    Gql::Null => continue,
+                    Gql::Object(inner) => inner,
+                    _ => return Err(Error::invalid("'not' takes a filter")),
+                };
+                all.push(Filter::Not(Box::new(filter(object, inner)?)));
             }
             field_name => {
-                if value.is_null() {
+                if *value == Gql::Null {
                     continue;
                 }
                 let field = snake(field_name);
                 let def = field_def(object, &field)
                     .ok_or_else(|| Error::invalid(format!("{} has no field '{field_name}'", object.name)))?;
-                let ops = value.object().map_err(|_| Error::invalid(format!("'{field_name}' takes conditions")))?;
-                for (op, operand) in ops.iter() {
-                    if operand.is_null() {
+                let Gql::Object(ops) = value else {
+                    return Err(Error::invalid(format!("'{field_name}' takes conditions")));
+                };
+                for (op, operand) in ops {
+                    if *operand == Gql::Null {
                         continue;
                     }
-                    all.push(Filter::field(field.clone(), condition(&def, op.as_str(), &operand)?));
+                    all.push(Filter::field(field.clone(), condition(&def, op.as_str(), operand)?));
                 }
             }
         }
@@ -137,11 +142,11 @@ pub fn filter(object: &ObjectDef, value: &ObjectAccessor<'_>) -> Result<Filter> 
     Ok(if all.len() == 1 { all.remove(0) } else { Filter::And(all) })
 }
 
-fn condition(def: &FieldDef, op: &str, operand: &ValueAccessor<'_>) -> Result<Condition> {
+fn condition(def: &FieldDef, op: &str, value: &Gql) -> Result<Condition> {
     let one = |value: &Gql| normalize(def, input(value));
     let many = |value: &Gql| -> Result<Vec<Value>> {
         match value {
-            Gql::List(items) => items.iter().map(|item| one(item)).collect(),
+            Gql::List(items) => items.iter().map(&one).collect(),
             other => Ok(vec![one(other)?]),
         }
     };
@@ -151,7 +156,6 @@ fn condition(def: &FieldDef, op: &str, operand: &ValueAccessor<'_>) -> Result<Co
             _ => Err(Error::invalid_field(def.name.clone(), format!("'{op}' takes text"))),
         }
     };
-    let value = operand.as_value();
     Ok(match op {
         "eq" => Condition::Eq(one(value)?),
         "neq" => Condition::Neq(one(value)?),
@@ -164,15 +168,18 @@ fn condition(def: &FieldDef, op: &str, operand: &ValueAccessor<'_>) -> Result<Co
         "contains" => Condition::Contains(text(value)?),
         "startsWith" => Condition::StartsWith(text(value)?),
         "endsWith" => Condition::EndsWith(text(value)?),
-        "isNull" => Condition::IsNull(operand.boolean().unwrap_or(true)),
+        "isNull" => Condition::IsNull(match value {
+            Gql::Boolean(flag) => *flag,
+            _ => true,
+        }),
         other => return Err(Error::invalid(format!("unknown filter operator '{other}'"))),
     })
 }
 
 /// Parses `orderBy: [{ field: FIELD, direction: ASC|DESC }]`.
-pub fn order_by(object: &ObjectDef, value: &ValueAccessor<'_>) -> Result<Vec<Sort>> {
+pub fn order_by(object: &ObjectDef, value: &Gql) -> Result<Vec<Sort>> {
     let mut sort = Vec::new();
-    let items: Vec<&Gql> = match value.as_value() {
+    let items: Vec<&Gql> = match value {
         Gql::List(items) => items.iter().collect(),
         other => vec![other],
     };

@@ -50,6 +50,11 @@ impl Documents {
         parsed.insert(request.query.clone(), document);
     }
 
+    /// The kept document of a query text.
+    pub(crate) fn get(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
+        self.lock().get(query).cloned()
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.lock().len()

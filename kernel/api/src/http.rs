@@ -2,6 +2,7 @@
 //! Handlers are thin: authenticate, attach request data, execute.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_graphql::dynamic::Schema;
@@ -23,8 +24,12 @@ use tracing::Instrument;
 
 use crate::context::{Caller, RequestCtx};
 use crate::errors::{code_of, error_body, rate_limited, rate_limited_body};
+use crate::plan::{Decision, Lesson, Plans};
 use crate::rate_limit::{ApiLimiter, Refused};
 use crate::schema::{self, Limits};
+
+/// A tenant's metadata, the schema built from it and its query plans.
+type TenantSchema = (Arc<Metadata>, Schema, Arc<Plans>);
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
@@ -36,8 +41,8 @@ pub struct AppState {
 struct Inner {
     kernel: Arc<Kernel>,
     limits: Limits,
-    /// Schema per tenant, rebuilt when the tenant's metadata changes.
-    by_tenant: Mutex<HashMap<TenantId, (Arc<Metadata>, Schema)>>,
+    /// Schema and query plans per tenant, rebuilt when the tenant's metadata changes.
+    by_tenant: Mutex<HashMap<TenantId, TenantSchema>>,
     /// Tenants with identical metadata share one schema.
     by_fingerprint: Mutex<HashMap<String, Schema>>,
     routes: crate::routes::RouteLimiter,
@@ -45,6 +50,9 @@ struct Inner {
     logins: crate::auth::LoginThrottle,
     /// Parsed documents of recent queries, shared by every tenant.
     documents: crate::documents::Documents,
+    /// Requests a query plan answered, and requests it gave back to the engine.
+    planned: AtomicU64,
+    plan_fallbacks: AtomicU64,
 }
 
 impl AppState {
@@ -58,6 +66,8 @@ impl AppState {
                 operations: ApiLimiter::new(limits.rate_per_key, limits.rate_per_tenant),
                 logins: crate::auth::LoginThrottle::new(Default::default()),
                 documents: crate::documents::Documents::new(1024),
+                planned: AtomicU64::new(0),
+                plan_fallbacks: AtomicU64::new(0),
                 limits,
             }),
         }
@@ -77,13 +87,18 @@ impl AppState {
 
     /// The schema of a tenant, built on first use and cached.
     pub fn schema_for(&self, store: &TenantStore) -> Result<Schema, crm_core::Error> {
+        self.tenant_schema(store).map(|(schema, _)| schema)
+    }
+
+    /// The schema of a tenant and its query plans.
+    fn tenant_schema(&self, store: &TenantStore) -> Result<(Schema, Arc<Plans>), crm_core::Error> {
         let metadata = &store.metadata();
         {
             let cache = self.inner.by_tenant.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((cached, schema)) = cache.get(store.id())
+            if let Some((cached, schema, plans)) = cache.get(store.id())
                 && Arc::ptr_eq(cached, metadata)
             {
-                return Ok(schema.clone());
+                return Ok((schema.clone(), plans.clone()));
             }
         }
         let fingerprint = metadata.fingerprint();
@@ -99,12 +114,13 @@ impl AppState {
                 }
             }
         };
+        let plans = Arc::new(Plans::new(metadata.clone(), self.inner.limits.query_plans));
         self.inner
             .by_tenant
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(store.id().clone(), (metadata.clone(), schema.clone()));
-        Ok(schema)
+            .insert(store.id().clone(), (metadata.clone(), schema.clone(), plans.clone()));
+        Ok((schema, plans))
     }
 
     /// Takes a token for one GraphQL operation of `caller` from its key's
@@ -221,15 +237,42 @@ async fn execute(state: &AppState, headers: &HeaderMap, mut request: async_graph
     if let Err(refused) = state.admit(&caller) {
         return rate_limited_response(&refused.message(), refused.retry_after_seconds());
     }
-    let schema = match state.schema_for(&caller.store) {
-        Ok(schema) => schema,
+    let (schema, plans) = match state.tenant_schema(&caller.store) {
+        Ok(found) => found,
         Err(error) => return kernel_error_response(error),
     };
     state.inner.documents.attach(&mut request);
     let id = request_id();
     let span = tracing::info_span!("graphql", tenant = %caller.store.id(), request_id = %id);
-    let request = request.data(RequestCtx::new(caller, id));
-    finish(schema.execute(request).instrument(span).await, wants_graphql_response(headers))
+    let graphql_response = wants_graphql_response(headers);
+    let decision = plans.decide(&request.query, request.operation_name.as_deref());
+    // What learning a plan needs once the engine has answered.
+    let learner = matches!(decision, Decision::Learn).then(|| {
+        let lesson = Lesson {
+            query: request.query.clone(),
+            operation: request.operation_name.clone(),
+            variables: request.variables.clone(),
+        };
+        (caller.clone(), lesson)
+    });
+    let rc = RequestCtx::new(caller, id.clone());
+    if let Decision::Run(plan) = &decision {
+        let planned = span.in_scope(|| plan.run(&rc, &request.variables));
+        if let Ok(data) = planned {
+            state.inner.planned.fetch_add(1, Ordering::Relaxed);
+            return finish(async_graphql::Response::new(data), graphql_response);
+        }
+        state.inner.plan_fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+    let response = schema.execute(request.data(rc)).instrument(span).await;
+    if let Some((caller, lesson)) = learner
+        && response.errors.is_empty()
+    {
+        let document = state.inner.documents.get(&lesson.query);
+        let rc = RequestCtx::new(caller, id);
+        plans.learn(document.as_deref(), &lesson, &rc, &state.inner.limits, &response.data);
+    }
+    finish(response, graphql_response)
 }
 
 async fn graphql_post(State(state): State<AppState>, request: Request<Body>) -> Response {
@@ -441,6 +484,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let tenants = state.inner.kernel.open_tenants();
     out.push_str("# HELP crm_open_tenants Tenant databases currently open.\n# TYPE crm_open_tenants gauge\n");
     out.push_str(&format!("crm_open_tenants {}\n", tenants.len()));
+    out.push_str("# HELP crm_graphql_planned_total GraphQL requests answered by a query plan.\n# TYPE crm_graphql_planned_total counter\n");
+    out.push_str(&format!("crm_graphql_planned_total {}\n", state.inner.planned.load(Ordering::Relaxed)));
+    out.push_str("# HELP crm_graphql_plan_fallbacks_total Requests a query plan gave back to the engine.\n# TYPE crm_graphql_plan_fallbacks_total counter\n");
+    out.push_str(&format!("crm_graphql_plan_fallbacks_total {}\n", state.inner.plan_fallbacks.load(Ordering::Relaxed)));
     out.push_str("# HELP crm_store_reads_total Read snapshots begun per tenant.\n# TYPE crm_store_reads_total counter\n");
     for store in &tenants {
         out.push_str(&format!("crm_store_reads_total{{tenant=\"{}\"}} {}\n", store.id(), store.read_count()));

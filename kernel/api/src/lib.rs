@@ -16,6 +16,7 @@ mod batch;
 mod context;
 mod convert;
 mod documents;
+mod plan;
 mod errors;
 mod gdpr;
 mod http;

@@ -10,6 +10,8 @@ use async_graphql::dynamic::{
     SchemaError, Subscription, SubscriptionField, SubscriptionFieldFuture, TypeRef,
 };
 use async_graphql::ErrorExtensions;
+use async_graphql::Name;
+use async_graphql::indexmap::IndexMap;
 use async_graphql::Value as Gql;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -39,6 +41,8 @@ pub struct Limits {
     pub rate_per_key: RateLimit,
     /// GraphQL operations per tenant, all its keys together.
     pub rate_per_tenant: RateLimit,
+    /// Query texts per tenant kept as plans (see `plan.rs`); 0 turns plans off.
+    pub query_plans: usize,
 }
 
 impl Default for Limits {
@@ -51,6 +55,7 @@ impl Default for Limits {
             max_body_bytes: 2 * 1024 * 1024,
             rate_per_key: RateLimit::new(200.0, 400.0),
             rate_per_tenant: RateLimit::new(1000.0, 2000.0),
+            query_plans: 256,
         }
     }
 }
@@ -68,7 +73,7 @@ fn check_field(rc: &RequestCtx, object: &str, field: &str) -> GqlResult<()> {
 /// Applies the caller's read permissions to a list query: the object must
 /// be readable, filters and sorts may use only readable fields, and the
 /// record scope becomes part of the filter.
-fn secure_query(rc: &RequestCtx, query: &mut ListQuery) -> Result<(), Error> {
+pub(crate) fn secure_query(rc: &RequestCtx, query: &mut ListQuery) -> Result<(), Error> {
     if rc.access.is_unrestricted() {
         return Ok(());
     }
@@ -89,7 +94,7 @@ fn secure_query(rc: &RequestCtx, query: &mut ListQuery) -> Result<(), Error> {
 }
 
 /// Checks that the caller may read a record (object, then scope).
-fn check_readable(rc: &RequestCtx, object: &str, record: &Record) -> Result<(), Error> {
+pub(crate) fn check_readable(rc: &RequestCtx, object: &str, record: &Record) -> Result<(), Error> {
     if rc.access.is_unrestricted() {
         return Ok(());
     }
@@ -219,27 +224,33 @@ fn pagination_args(field: Field) -> Field {
         .argument(InputValue::new("before", TypeRef::named(TypeRef::STRING)))
 }
 
-/// Reads `filter`, `orderBy`, `includeDeleted` and the page arguments.
-fn list_args(
+/// Reads `filter`, `orderBy`, `includeDeleted` and the page arguments of a
+/// list field, given as the engine hands them to the resolver.
+pub(crate) fn list_args(
     object: &ObjectDef,
-    ctx: &ResolverContext<'_>,
+    args: &IndexMap<Name, Gql>,
     limits: &Limits,
 ) -> Result<(ListQuery, Vec<Sort>, PageRequest), Error> {
+    let given = |name: &str| args.get(name).filter(|value| **value != Gql::Null);
     let mut query = ListQuery::new(object.name.clone());
-    if let Some(filter) = ctx.args.get("filter").filter(|value| !value.is_null()) {
-        let filter_object = filter.object().map_err(|_| Error::invalid("filter must be an object"))?;
-        query.filter = Some(convert::filter(object, &filter_object)?);
+    if let Some(filter) = given("filter") {
+        let Gql::Object(filter) = filter else { return Err(Error::invalid("filter must be an object")) };
+        query.filter = Some(convert::filter(object, filter)?);
     }
-    if let Some(order) = ctx.args.get("orderBy").filter(|value| !value.is_null()) {
-        query.sort = convert::order_by(object, &order)?;
+    if let Some(order) = given("orderBy") {
+        query.sort = convert::order_by(object, order)?;
     }
-    query.include_deleted = ctx.args.get("includeDeleted").and_then(|value| value.boolean().ok()).unwrap_or(false);
+    query.include_deleted = matches!(args.get("includeDeleted"), Some(Gql::Boolean(true)));
     let sort = query.effective_sort();
     let count = |name: &str| -> Result<Option<usize>, Error> {
-        match ctx.args.get(name).filter(|value| !value.is_null()) {
+        match given(name) {
             None => Ok(None),
             Some(value) => {
-                let count = value.i64().map_err(|_| Error::invalid(format!("'{name}' must be an integer")))?;
+                let count = match value {
+                    Gql::Number(number) => number.as_i64(),
+                    _ => None,
+                }
+                .ok_or_else(|| Error::invalid(format!("'{name}' must be an integer")))?;
                 if count < 0 || count as usize > limits.max_page {
                     Err(Error::invalid(format!("'{name}' must be between 0 and {}", limits.max_page)))
                 } else {
@@ -249,12 +260,10 @@ fn list_args(
         }
     };
     let cursor = |name: &str| -> Result<Option<Cursor>, Error> {
-        match ctx.args.get(name).filter(|value| !value.is_null()) {
+        match given(name) {
             None => Ok(None),
-            Some(value) => {
-                let text = value.string().map_err(|_| Error::invalid(format!("'{name}' must be a cursor")))?;
-                Cursor::decode(text, &sort).map(Some)
-            }
+            Some(Gql::String(text)) => Cursor::decode(text, &sort).map(Some),
+            Some(_) => Err(Error::invalid(format!("'{name}' must be a cursor"))),
         }
     };
     let mut page = PageRequest { first: count("first")?, after: cursor("after")?, last: count("last")?, before: cursor("before")? };
@@ -363,7 +372,7 @@ pub fn build(metadata: &Arc<Metadata>, limits: &Limits) -> Result<Schema, Schema
                     let rc = request(&ctx)?;
                     let object = ctx.args.try_get("object")?.enum_name()?.to_ascii_lowercase();
                     metadata.object(&object).ok_or_else(|| fail(rc, Error::invalid("unknown object")))?;
-                    let id = convert::parse_id(&ctx.args.try_get("id")?).map_err(|e| fail(rc, e))?;
+                    let id = convert::parse_id(ctx.args.try_get("id")?.as_value()).map_err(|e| fail(rc, e))?;
                     let history = readable_history(rc, &object, id).map_err(|e| fail(rc, e))?;
                     Ok(Some(FieldValue::list(history.into_iter().map(FieldValue::owned_any))))
                 })
@@ -385,6 +394,25 @@ pub fn build(metadata: &Arc<Metadata>, limits: &Limits) -> Result<Schema, Schema
         builder = builder.register(ty);
     }
     builder.finish()
+}
+
+/// The reverse side of every reference to `object`: the field name on
+/// `object`, the referring object and its reference field. The first
+/// reference from an object (in metadata order: standard fields before
+/// plugin fields) keeps the plain name, so adding a second one never
+/// renames a field clients already use.
+pub(crate) fn reverse_relations<'m>(metadata: &'m Metadata, object: &ObjectDef) -> Vec<(String, &'m ObjectDef, &'m FieldDef)> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+    for (child, field) in metadata.references_to(&object.name) {
+        let mut relation = camel(&child.plural);
+        if seen.contains(&relation) || object.field(&crate::names::snake(&relation)).is_some() {
+            relation = format!("{relation}By{}", pascal(&relation_name(&field.name)));
+        }
+        seen.insert(relation.clone());
+        out.push((relation, child, field));
+    }
+    out
 }
 
 fn object_types(metadata: &Arc<Metadata>, object: &Arc<ObjectDef>, limits: &Limits) -> Vec<async_graphql::dynamic::Type> {
@@ -502,17 +530,7 @@ fn object_types(metadata: &Arc<Metadata>, object: &Arc<ObjectDef>, limits: &Limi
         }
     }
     // The reverse side of every reference to this object.
-    let references = metadata.references_to(&object.name);
-    let mut seen: HashSet<String> = HashSet::new();
-    // The first reference from an object (in metadata order: standard fields
-    // before plugin fields) keeps the plain name, so adding a second one
-    // never renames a field clients already use.
-    for (child, field) in &references {
-        let mut relation = camel(&child.plural);
-        if seen.contains(&relation) || object.field(&crate::names::snake(&relation)).is_some() {
-            relation = format!("{relation}By{}", pascal(&relation_name(&field.name)));
-        }
-        seen.insert(relation.clone());
+    for (relation, child, field) in reverse_relations(metadata, object) {
         let child_def = Arc::new((*child).clone());
         let fk = field.name.clone();
         let limits = limits.clone();
@@ -525,7 +543,7 @@ fn object_types(metadata: &Arc<Metadata>, object: &Arc<ObjectDef>, limits: &Limi
                 FieldFuture::new(async move {
                     let rc = request(&ctx)?;
                     let parent = ctx.parent_value.try_downcast_ref::<Record>()?.id;
-                    let (mut query, sort, page) = list_args(&child_def, &ctx, &limits).map_err(|e| fail(rc, e))?;
+                    let (mut query, sort, page) = list_args(&child_def, ctx.args.as_index_map(), &limits).map_err(|e| fail(rc, e))?;
                     secure_query(rc, &mut query).map_err(|e| fail(rc, e))?;
                     let key = format!("{}|{}|{}", child_def.name, fk, args_key(&ctx));
                     let spec = Arc::new(RelationSpec { key, query: query.clone(), field: fk.clone(), page });
@@ -726,7 +744,7 @@ fn add_queries(query: Object, object: &Arc<ObjectDef>, limits: &Limits) -> Objec
             let object_name = object_name.clone();
             FieldFuture::new(async move {
                 let rc = request(&ctx)?;
-                let id = convert::parse_id(&ctx.args.try_get("id")?).map_err(|e| fail(rc, e))?;
+                let id = convert::parse_id(ctx.args.try_get("id")?.as_value()).map_err(|e| fail(rc, e))?;
                 rc.access.require(&object_name, crm_core::Operation::Read).map_err(|e| fail(rc, e))?;
                 let record = rc.record(object_name.clone(), id).await.map_err(|e| fail(rc, e))?;
                 match record {
@@ -749,7 +767,7 @@ fn add_queries(query: Object, object: &Arc<ObjectDef>, limits: &Limits) -> Objec
             let limits = limits_for_resolver.clone();
             FieldFuture::new(async move {
                 let rc = request(&ctx)?;
-                let (mut query, sort, page) = list_args(&object, &ctx, &limits).map_err(|e| fail(rc, e))?;
+                let (mut query, sort, page) = list_args(&object, ctx.args.as_index_map(), &limits).map_err(|e| fail(rc, e))?;
                 secure_query(rc, &mut query).map_err(|e| fail(rc, e))?;
                 let result = rc.store.list(&query, &page).map_err(|e| fail(rc, e))?;
                 Ok(Some(connection_value(Connection { query, sort, page: result, total: None })))
@@ -769,7 +787,7 @@ fn add_queries(query: Object, object: &Arc<ObjectDef>, limits: &Limits) -> Objec
                 let mut query = ListQuery::new(object.name.clone());
                 if let Some(filter) = ctx.args.get("filter").filter(|value| !value.is_null()) {
                     let filter = filter.object().map_err(|_| fail(rc, Error::invalid("filter must be an object")))?;
-                    query.filter = Some(convert::filter(&object, &filter).map_err(|e| fail(rc, e))?);
+                    query.filter = Some(convert::filter(&object, filter.as_index_map()).map_err(|e| fail(rc, e))?);
                 }
                 let mut group_by = Vec::new();
                 if let Some(fields) = ctx.args.get("groupBy").filter(|value| !value.is_null()) {
@@ -833,7 +851,7 @@ fn add_mutations(mutation: Object, object: &Arc<ObjectDef>) -> Object {
     };
     let parse_id = |ctx: &ResolverContext<'_>| -> GqlResult<crm_core::RecordId> {
         let rc = request(ctx)?;
-        convert::parse_id(&ctx.args.try_get("id")?).map_err(|e| fail(rc, e))
+        convert::parse_id(ctx.args.try_get("id")?.as_value()).map_err(|e| fail(rc, e))
     };
 
     let create = {
@@ -889,7 +907,7 @@ fn add_mutations(mutation: Object, object: &Arc<ObjectDef>) -> Object {
                 let mut mutations = Vec::new();
                 for item in ctx.args.try_get("inputs")?.list()?.iter() {
                     let item = item.object()?;
-                    let id = convert::parse_id(&item.try_get("id")?).map_err(|e| fail(rc, e))?;
+                    let id = convert::parse_id(item.try_get("id")?.as_value()).map_err(|e| fail(rc, e))?;
                     let fields = convert::input_fields(&object, &item.try_get("input")?.object()?).map_err(|e| fail(rc, e))?;
                     let expected_version = item.get("expectedVersion").and_then(|v| v.i64().ok()).map(|v| v.max(0) as u64);
                     mutations.push(Mutation::Update { object: object.name.clone(), id, fields, expected_version });
@@ -1200,7 +1218,7 @@ fn add_subscriptions(subscription: Subscription) -> Subscription {
                     Some(list) => Some(
                         list.list()?
                             .iter()
-                            .map(|item| convert::parse_id(&item))
+                            .map(|item| convert::parse_id(item.as_value()))
                             .collect::<Result<_, _>>()
                             .map_err(|e| fail(rc, e))?,
                     ),

@@ -63,6 +63,10 @@ enum Command {
         /// Do not install and enable the bundled plugins on first start.
         #[arg(long)]
         no_bundled_plugins: bool,
+        /// Query texts per tenant kept as plans that answer without the
+        /// GraphQL engine's per-field work (0 = always use the engine).
+        #[arg(long, env = "CRM_QUERY_PLANS", default_value_t = 256)]
+        query_plans: usize,
         /// GraphQL operations per API key: RATE or RATE:BURST in requests
         /// per second (burst defaults to twice the rate); 0 = no limit.
         #[arg(long, env = "CRM_RATE_LIMIT_KEY", default_value = "200:400", value_parser = crm_api::RateLimit::parse)]
@@ -284,6 +288,7 @@ async fn run(cli: Cli) -> Result<()> {
             max_batch,
             dev_clock,
             no_bundled_plugins,
+            query_plans,
             rate_limit_key,
             rate_limit_tenant,
             tls_cert,
@@ -300,6 +305,7 @@ async fn run(cli: Cli) -> Result<()> {
                 max_body_bytes,
                 rate_per_key: rate_limit_key,
                 rate_per_tenant: rate_limit_tenant,
+                query_plans,
                 ..crm_api::Limits::default()
             };
             let tls = match (tls_cert, tls_key) {

@@ -1,0 +1,833 @@
+//! Planned reads. Most traffic is a few query texts sent over and over with
+//! different variables. Once the engine has run a text for a tenant without
+//! an error, the text is compiled into a plan against the tenant's metadata:
+//! which objects to read, with which arguments, and which response keys to
+//! fill from which record fields. A plan reads the records level by level
+//! (every relation of a level in one batch) and builds the response tree
+//! directly, without the engine's per-field resolution.
+//!
+//! A plan answers only what it answers exactly as the engine would. It is
+//! compiled only for queries made of record fields, relations, connections
+//! and `__typename` (no fragments, no directives, no introspection), it is
+//! put to use only after it produced the same data as the engine on the
+//! same request, and at the first thing it does not handle the same way
+//! (a variable it does not check itself, a field the caller's role hides,
+//! a record it may not read, a missing record, a null in a non-null field,
+//! any error) it gives the request back to the engine, which then reports
+//! the error as usual. Reads have no effects, so giving up half-way is
+//! harmless.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_graphql::indexmap::IndexMap;
+use async_graphql::parser::types::{
+    BaseType, DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
+};
+use async_graphql::{Name, Positioned, Value as Gql, Variables};
+use crm_core::metadata::{FieldType, Metadata, ObjectDef};
+use crm_core::normalize::format_datetime;
+use crm_core::{Cursor, ListQuery, Operation, Page, Reader, Record, RecordId, Sort};
+
+use crate::context::RequestCtx;
+use crate::convert::{self, output};
+use crate::names::{camel, pascal, relation_name, screaming};
+use crate::schema::{Limits, list_args, reverse_relations};
+
+/// The plan gives the request back to the engine.
+#[derive(Debug)]
+pub(crate) struct Bail;
+
+type Run<T> = Result<T, Bail>;
+
+/// An argument as written in the query: literals and `$variables`.
+type Arguments = Vec<(Name, async_graphql_value::Value)>;
+
+/// How many times a plan may disagree with the engine (a write between
+/// the two runs) before its text is left to the engine for good.
+const TRIES: u8 = 3;
+
+/// Query texts longer than this are never planned.
+const MAX_QUERY_BYTES: usize = 16 * 1024;
+
+enum Entry {
+    /// Seen; compiled and checked after the next clean run of the engine.
+    Pending { tries: u8 },
+    Ready(Arc<Plan>),
+    /// Not plannable: always the engine.
+    Never,
+}
+
+/// The entries of one query text by operation name.
+type Named = Vec<(Option<String>, Entry)>;
+
+/// A request the engine answered without error, kept to check a plan on.
+pub(crate) struct Lesson {
+    pub(crate) query: String,
+    pub(crate) operation: Option<String>,
+    pub(crate) variables: Variables,
+}
+
+/// The plans of one tenant schema, by query text and operation name.
+pub(crate) struct Plans {
+    metadata: Arc<Metadata>,
+    capacity: usize,
+    /// Query text → (operation name, entry).
+    entries: Mutex<HashMap<String, Named>>,
+}
+
+/// What to do with a request.
+pub(crate) enum Decision {
+    Run(Arc<Plan>),
+    /// Run the engine, then offer its response to [`Plans::learn`].
+    Learn,
+    Engine,
+}
+
+impl Plans {
+    pub(crate) fn new(metadata: Arc<Metadata>, capacity: usize) -> Self {
+        Plans { metadata, capacity, entries: Mutex::new(HashMap::new()) }
+    }
+
+    pub(crate) fn decide(&self, query: &str, operation: Option<&str>) -> Decision {
+        if self.capacity == 0 || query.len() > MAX_QUERY_BYTES {
+            return Decision::Engine;
+        }
+        let entries = self.lock();
+        let found = entries.get(query).and_then(|named| named.iter().find(|(name, _)| name.as_deref() == operation));
+        match found.map(|(_, entry)| entry) {
+            Some(Entry::Ready(plan)) => Decision::Run(plan.clone()),
+            Some(Entry::Never) => Decision::Engine,
+            Some(Entry::Pending { .. }) | None => Decision::Learn,
+        }
+    }
+
+    /// After the engine answered `query` with `data` and no error: compiles
+    /// the text, runs the plan on the same request and keeps it if it gives
+    /// the same data.
+    pub(crate) fn learn(
+        &self,
+        document: Option<&ExecutableDocument>,
+        lesson: &Lesson,
+        rc: &RequestCtx,
+        limits: &Limits,
+        data: &Gql,
+    ) {
+        // A document no longer kept is learned from a later request.
+        let Some(document) = document else { return };
+        let (query, operation) = (lesson.query.as_str(), lesson.operation.as_deref());
+        let compiled = compile(&self.metadata, document, operation, limits).ok();
+        let entry = match compiled {
+            None => Entry::Never,
+            Some(plan) => match plan.run(rc, &lesson.variables) {
+                Ok(mine) if mine == *data => Entry::Ready(Arc::new(plan)),
+                _ => {
+                    let tries = match self.entry(query, operation) {
+                        Some(Entry::Pending { tries }) => tries + 1,
+                        _ => 1,
+                    };
+                    if tries >= TRIES { Entry::Never } else { Entry::Pending { tries } }
+                }
+            },
+        };
+        if matches!(entry, Entry::Never) {
+            tracing::debug!(query, "query left to the engine");
+        }
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity && !entries.contains_key(query) {
+            // Full: drop an eighth, so texts with literal values in them
+            // cannot pin the map.
+            let doomed: Vec<String> = entries.keys().take(self.capacity.div_ceil(8)).cloned().collect();
+            for doomed in doomed {
+                entries.remove(&doomed);
+            }
+        }
+        let named = entries.entry(query.to_string()).or_default();
+        named.retain(|(name, _)| name.as_deref() != operation);
+        named.push((operation.map(str::to_string), entry));
+    }
+
+    fn entry(&self, query: &str, operation: Option<&str>) -> Option<Entry> {
+        let entries = self.lock();
+        let named = entries.get(query)?;
+        named.iter().find(|(name, _)| name.as_deref() == operation).map(|(_, entry)| match entry {
+            Entry::Pending { tries } => Entry::Pending { tries: *tries },
+            Entry::Ready(plan) => Entry::Ready(plan.clone()),
+            Entry::Never => Entry::Never,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Named>> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+}
+
+// ---------------------------------------------------------------------------
+// Plans
+
+pub(crate) struct Plan {
+    variables: Vec<Variable>,
+    roots: Vec<(Name, Root)>,
+    limits: Limits,
+}
+
+struct Variable {
+    name: Name,
+    kind: VariableKind,
+    nullable: bool,
+    default: Option<Gql>,
+}
+
+/// The named input types a plan checks a variable's value against itself.
+enum VariableKind {
+    String,
+    Int,
+    Float,
+    Boolean,
+    Id,
+    /// DateTime and Date: strings.
+    Text,
+    Enum(HashSet<String>),
+}
+
+enum Root {
+    Typename,
+    Get { object: Arc<str>, id: async_graphql_value::Value, selection: RecordSelection },
+    List { object: Arc<ObjectDef>, arguments: Arguments, selection: ConnectionSelection },
+}
+
+struct RecordSelection {
+    type_name: Gql,
+    object: Arc<str>,
+    items: Vec<(Name, RecordItem)>,
+    /// Fields the caller's role must be allowed to read.
+    checked: Vec<String>,
+}
+
+enum RecordItem {
+    Typename,
+    Id,
+    Version,
+    CreatedAt,
+    UpdatedAt,
+    DeletedAt,
+    Value { field: String, ty: FieldType, required: bool, items: Option<HashSet<String>> },
+    Relation { field: String, target: Arc<str>, selection: RecordSelection },
+    Children { child: Arc<ObjectDef>, field: String, arguments: Arguments, selection: ConnectionSelection },
+}
+
+struct ConnectionSelection {
+    type_name: Gql,
+    items: Vec<(Name, ConnectionItem)>,
+}
+
+enum ConnectionItem {
+    Typename,
+    Nodes(RecordSelection),
+    Edges(EdgeSelection),
+    PageInfo(Vec<(Name, PageInfoItem)>),
+    TotalCount,
+}
+
+struct EdgeSelection {
+    type_name: Gql,
+    items: Vec<(Name, EdgeItem)>,
+}
+
+enum EdgeItem {
+    Typename,
+    Cursor,
+    Node(RecordSelection),
+}
+
+enum PageInfoItem {
+    Typename,
+    HasNextPage,
+    HasPreviousPage,
+    StartCursor,
+    EndCursor,
+}
+
+// ---------------------------------------------------------------------------
+// Compiling
+
+struct Compiler<'m> {
+    metadata: &'m Metadata,
+}
+
+fn compile(metadata: &Metadata, document: &ExecutableDocument, operation: Option<&str>, limits: &Limits) -> Run<Plan> {
+    // The engine's choice of operation.
+    let operation: &Positioned<OperationDefinition> = match (operation, &document.operations) {
+        (Some(name), DocumentOperations::Multiple(operations)) => operations.get(name).ok_or(Bail)?,
+        (Some(_), DocumentOperations::Single(_)) => return Err(Bail),
+        (None, DocumentOperations::Single(operation)) => operation,
+        (None, DocumentOperations::Multiple(operations)) if operations.len() == 1 => {
+            operations.values().next().ok_or(Bail)?
+        }
+        (None, DocumentOperations::Multiple(_)) => return Err(Bail),
+    };
+    let operation = &operation.node;
+    if operation.ty != OperationType::Query || !operation.directives.is_empty() {
+        return Err(Bail);
+    }
+    let compiler = Compiler { metadata };
+    let mut variables = Vec::new();
+    for definition in &operation.variable_definitions {
+        let definition = &definition.node;
+        if !definition.directives.is_empty() {
+            return Err(Bail);
+        }
+        let ty = &definition.var_type.node;
+        let BaseType::Named(type_name) = &ty.base else { return Err(Bail) };
+        variables.push(Variable {
+            name: definition.name.node.clone(),
+            kind: compiler.variable_kind(type_name)?,
+            nullable: ty.nullable,
+            default: definition.default_value.as_ref().map(|value| value.node.clone()),
+        });
+    }
+    let mut roots = Vec::new();
+    for (key, field) in fields(&operation.selection_set.node)? {
+        let name = field.name.node.as_str();
+        let root = if name == "__typename" {
+            Root::Typename
+        } else if let Some(object) = metadata.objects.iter().find(|object| camel(&object.name) == name) {
+            let [(argument, id)] = field.arguments.as_slice() else { return Err(Bail) };
+            if argument.node != "id" {
+                return Err(Bail);
+            }
+            Root::Get {
+                object: Arc::from(object.name.as_str()),
+                id: id.node.clone(),
+                selection: compiler.record(object, &field.selection_set.node)?,
+            }
+        } else if let Some(object) = metadata.objects.iter().find(|object| camel(&object.plural) == name) {
+            Root::List {
+                object: Arc::new(object.clone()),
+                arguments: list_arguments(field)?,
+                selection: compiler.connection(object, &field.selection_set.node)?,
+            }
+        } else {
+            return Err(Bail);
+        };
+        roots.push((key, root));
+    }
+    Ok(Plan { variables, roots, limits: limits.clone() })
+}
+
+/// The fields of a selection set with their response keys; anything else
+/// (fragments, directives, a response key used twice) is not planned.
+fn fields(selection: &SelectionSet) -> Run<Vec<(Name, &async_graphql::parser::types::Field)>> {
+    let mut out: Vec<(Name, &async_graphql::parser::types::Field)> = Vec::with_capacity(selection.items.len());
+    for item in &selection.items {
+        let Selection::Field(field) = &item.node else { return Err(Bail) };
+        let field = &field.node;
+        if !field.directives.is_empty() {
+            return Err(Bail);
+        }
+        let key = field.response_key().node.clone();
+        if out.iter().any(|(seen, _)| *seen == key) {
+            return Err(Bail);
+        }
+        out.push((key, field));
+    }
+    Ok(out)
+}
+
+/// The arguments a list field takes; any other is not planned.
+fn list_arguments(field: &async_graphql::parser::types::Field) -> Run<Arguments> {
+    const KNOWN: [&str; 7] = ["first", "after", "last", "before", "filter", "orderBy", "includeDeleted"];
+    field
+        .arguments
+        .iter()
+        .map(|(name, value)| {
+            if KNOWN.contains(&name.node.as_str()) { Ok((name.node.clone(), value.node.clone())) } else { Err(Bail) }
+        })
+        .collect()
+}
+
+fn leaf(field: &async_graphql::parser::types::Field) -> Run<()> {
+    if field.arguments.is_empty() && field.selection_set.node.items.is_empty() { Ok(()) } else { Err(Bail) }
+}
+
+fn no_arguments(field: &async_graphql::parser::types::Field) -> Run<()> {
+    if field.arguments.is_empty() { Ok(()) } else { Err(Bail) }
+}
+
+impl Compiler<'_> {
+    fn variable_kind(&self, type_name: &str) -> Run<VariableKind> {
+        Ok(match type_name {
+            "String" => VariableKind::String,
+            "Int" => VariableKind::Int,
+            "Float" => VariableKind::Float,
+            "Boolean" => VariableKind::Boolean,
+            "ID" => VariableKind::Id,
+            "DateTime" | "Date" => VariableKind::Text,
+            other => {
+                // The enums of record fields, named as the schema names them.
+                let items = self
+                    .metadata
+                    .objects
+                    .iter()
+                    .flat_map(|object| object.fields.iter().map(move |field| (object, field)))
+                    .find_map(|(object, field)| match &field.ty {
+                        FieldType::Enum(options) if format!("{}{}", pascal(&object.name), pascal(&field.name)) == other => {
+                            Some(options.iter().map(|option| screaming(option)).collect())
+                        }
+                        _ => None,
+                    })
+                    .ok_or(Bail)?;
+                VariableKind::Enum(items)
+            }
+        })
+    }
+
+    fn record(&self, object: &ObjectDef, selection: &SelectionSet) -> Run<RecordSelection> {
+        let mut items = Vec::new();
+        let mut checked = Vec::new();
+        let references = reverse_relations(self.metadata, object);
+        for (key, field) in fields(selection)? {
+            let name = field.name.node.as_str();
+            let item = match name {
+                "__typename" => RecordItem::Typename,
+                "id" => RecordItem::Id,
+                "version" => RecordItem::Version,
+                "createdAt" => RecordItem::CreatedAt,
+                "updatedAt" => RecordItem::UpdatedAt,
+                "deletedAt" => RecordItem::DeletedAt,
+                _ => {
+                    // Resolved in the order the schema registers fields, a
+                    // later one of the same name replacing an earlier one.
+                    let mut found = None;
+                    for def in &object.fields {
+                        if camel(&def.name) == name {
+                            found = Some(RecordItem::Value {
+                                field: def.name.clone(),
+                                ty: def.ty.clone(),
+                                required: def.required,
+                                items: match &def.ty {
+                                    FieldType::Enum(options) => Some(options.iter().map(|option| screaming(option)).collect()),
+                                    _ => None,
+                                },
+                            });
+                        }
+                        if let FieldType::Ref(target) = &def.ty
+                            && relation_name(&def.name) == name
+                        {
+                            let target_def = self.metadata.object(target).ok_or(Bail)?;
+                            found = Some(RecordItem::Relation {
+                                field: def.name.clone(),
+                                target: Arc::from(target.as_str()),
+                                selection: self.record(target_def, &field.selection_set.node)?,
+                            });
+                        }
+                    }
+                    for (relation, child, fk) in &references {
+                        if relation == name {
+                            found = Some(RecordItem::Children {
+                                child: Arc::new((*child).clone()),
+                                field: fk.name.clone(),
+                                arguments: list_arguments(field)?,
+                                selection: self.connection(child, &field.selection_set.node)?,
+                            });
+                        }
+                    }
+                    found.ok_or(Bail)?
+                }
+            };
+            match &item {
+                RecordItem::Value { field: def, .. } => {
+                    leaf(field)?;
+                    checked.push(def.clone());
+                }
+                RecordItem::Relation { field: def, .. } => {
+                    no_arguments(field)?;
+                    checked.push(def.clone());
+                }
+                RecordItem::Children { .. } => {}
+                _ => leaf(field)?,
+            }
+            items.push((key, item));
+        }
+        Ok(RecordSelection {
+            type_name: Gql::String(pascal(&object.name)),
+            object: Arc::from(object.name.as_str()),
+            items,
+            checked,
+        })
+    }
+
+    fn connection(&self, object: &ObjectDef, selection: &SelectionSet) -> Run<ConnectionSelection> {
+        let type_name = pascal(&object.name);
+        let mut items = Vec::new();
+        for (key, field) in fields(selection)? {
+            let item = match field.name.node.as_str() {
+                "__typename" => {
+                    leaf(field)?;
+                    ConnectionItem::Typename
+                }
+                "totalCount" => {
+                    leaf(field)?;
+                    ConnectionItem::TotalCount
+                }
+                "nodes" => {
+                    no_arguments(field)?;
+                    ConnectionItem::Nodes(self.record(object, &field.selection_set.node)?)
+                }
+                "edges" => {
+                    no_arguments(field)?;
+                    let mut edge_items = Vec::new();
+                    for (key, edge_field) in fields(&field.selection_set.node)? {
+                        let item = match edge_field.name.node.as_str() {
+                            "__typename" => EdgeItem::Typename,
+                            "cursor" => EdgeItem::Cursor,
+                            "node" => {
+                                no_arguments(edge_field)?;
+                                edge_items.push((key, EdgeItem::Node(self.record(object, &edge_field.selection_set.node)?)));
+                                continue;
+                            }
+                            _ => return Err(Bail),
+                        };
+                        leaf(edge_field)?;
+                        edge_items.push((key, item));
+                    }
+                    ConnectionItem::Edges(EdgeSelection { type_name: Gql::String(format!("{type_name}Edge")), items: edge_items })
+                }
+                "pageInfo" => {
+                    no_arguments(field)?;
+                    let mut info = Vec::new();
+                    for (key, info_field) in fields(&field.selection_set.node)? {
+                        leaf(info_field)?;
+                        info.push((
+                            key,
+                            match info_field.name.node.as_str() {
+                                "__typename" => PageInfoItem::Typename,
+                                "hasNextPage" => PageInfoItem::HasNextPage,
+                                "hasPreviousPage" => PageInfoItem::HasPreviousPage,
+                                "startCursor" => PageInfoItem::StartCursor,
+                                "endCursor" => PageInfoItem::EndCursor,
+                                _ => return Err(Bail),
+                            },
+                        ));
+                    }
+                    ConnectionItem::PageInfo(info)
+                }
+                _ => return Err(Bail),
+            };
+            items.push((key, item));
+        }
+        Ok(ConnectionSelection { type_name: Gql::String(format!("{type_name}Connection")), items })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running
+
+/// One connection being answered.
+struct Connection<'r> {
+    query: &'r ListQuery,
+    sort: &'r [Sort],
+    page: &'r Page,
+    /// Known for a relation; counted on demand for a top-level list.
+    total: Option<u64>,
+}
+
+struct Runner<'a> {
+    rc: &'a RequestCtx,
+    reader: Reader<'a>,
+    variables: HashMap<&'a str, &'a Gql>,
+    limits: &'a Limits,
+}
+
+impl Plan {
+    /// The response data for one request, or [`Bail`].
+    pub(crate) fn run(&self, rc: &RequestCtx, variables: &Variables) -> Run<Gql> {
+        let mut values: HashMap<&str, &Gql> = HashMap::with_capacity(self.variables.len());
+        for variable in &self.variables {
+            let value = match variables.get(&variable.name) {
+                Some(value) => value,
+                None => variable.default.as_ref().ok_or(Bail)?,
+            };
+            if !variable.accepts(value) {
+                return Err(Bail);
+            }
+            values.insert(variable.name.as_str(), value);
+        }
+        let reader = rc.store.reader().map_err(|_| Bail)?;
+        let runner = Runner { rc, reader, variables: values, limits: &self.limits };
+        let mut data = IndexMap::with_capacity(self.roots.len());
+        for (key, root) in &self.roots {
+            let value = match root {
+                Root::Typename => Gql::String("Query".into()),
+                Root::Get { object, id, selection } => runner.get(object, id, selection)?,
+                Root::List { object, arguments, selection } => runner.list(object, arguments, selection)?,
+            };
+            data.insert(key.clone(), value);
+        }
+        Ok(Gql::Object(data))
+    }
+}
+
+impl Variable {
+    /// Whether the engine would take `value` for this variable as it is. Only
+    /// what is certainly valid is accepted; the engine judges the rest.
+    fn accepts(&self, value: &Gql) -> bool {
+        match value {
+            Gql::Null => self.nullable,
+            Gql::String(text) => match &self.kind {
+                VariableKind::String | VariableKind::Id | VariableKind::Text => true,
+                VariableKind::Enum(items) => items.contains(text),
+                _ => false,
+            },
+            Gql::Number(number) => match self.kind {
+                VariableKind::Int => number.as_i64().is_some_and(|int| i32::try_from(int).is_ok()),
+                VariableKind::Float => number.as_f64().is_some_and(f64::is_finite),
+                _ => false,
+            },
+            Gql::Boolean(_) => matches!(self.kind, VariableKind::Boolean),
+            _ => false,
+        }
+    }
+}
+
+impl<'a> Runner<'a> {
+    /// An argument with its variables put in, as the engine does.
+    fn argument(&self, value: &async_graphql_value::Value) -> Run<Gql> {
+        value.clone().into_const_with(|name| self.variables.get(name.as_str()).map(|value| (*value).clone()).ok_or(Bail))
+    }
+
+    fn arguments(&self, arguments: &Arguments) -> Run<IndexMap<Name, Gql>> {
+        arguments.iter().map(|(name, value)| Ok((name.clone(), self.argument(value)?))).collect()
+    }
+
+    fn get(&self, object: &Arc<str>, id: &async_graphql_value::Value, selection: &RecordSelection) -> Run<Gql> {
+        let rc = self.rc;
+        let id = convert::parse_id(&self.argument(id)?).map_err(|_| Bail)?;
+        rc.access.require(object, Operation::Read).map_err(|_| Bail)?;
+        let record = self.reader.get(object, id).map_err(|_| Bail)?;
+        let record = record.filter(|record| !record.is_deleted()).ok_or(Bail)?;
+        self.readable(object, &record)?;
+        Ok(self.records(selection, &[&record])?.remove(0))
+    }
+
+    fn list(&self, object: &ObjectDef, arguments: &Arguments, selection: &ConnectionSelection) -> Run<Gql> {
+        let (mut query, sort, page) = list_args(object, &self.arguments(arguments)?, self.limits).map_err(|_| Bail)?;
+        self.secure(&mut query)?;
+        let page = self.reader.list(&query, &page).map_err(|_| Bail)?;
+        let connection = Connection { query: &query, sort: &sort, page: &page, total: None };
+        Ok(self.connections(selection, &[connection])?.remove(0))
+    }
+
+    /// The caller's read permissions applied to a list query, as for the engine.
+    fn secure(&self, query: &mut ListQuery) -> Run<()> {
+        crate::schema::secure_query(self.rc, query).map_err(|_| Bail)
+    }
+
+    fn readable(&self, object: &str, record: &Record) -> Run<()> {
+        crate::schema::check_readable(self.rc, object, record).map_err(|_| Bail)
+    }
+
+    /// The objects `selection` makes of `records`, one each.
+    fn records(&self, selection: &RecordSelection, records: &[&Record]) -> Run<Vec<Gql>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let access = &self.rc.access;
+        if !access.is_unrestricted() {
+            for field in &selection.checked {
+                access.require_field_read(&selection.object, field).map_err(|_| Bail)?;
+            }
+        }
+        let mut out: Vec<IndexMap<Name, Gql>> =
+            records.iter().map(|_| IndexMap::with_capacity(selection.items.len())).collect();
+        for (key, item) in &selection.items {
+            match item {
+                RecordItem::Typename => fill(&mut out, key, records, |_| Ok(selection.type_name.clone()))?,
+                RecordItem::Id => fill(&mut out, key, records, |record| Ok(Gql::String(record.id.to_string())))?,
+                RecordItem::Version => fill(&mut out, key, records, |record| Ok(Gql::from(record.version)))?,
+                RecordItem::CreatedAt => {
+                    fill(&mut out, key, records, |record| Ok(Gql::String(format_datetime(record.created_at))))?
+                }
+                RecordItem::UpdatedAt => {
+                    fill(&mut out, key, records, |record| Ok(Gql::String(format_datetime(record.updated_at))))?
+                }
+                RecordItem::DeletedAt => fill(&mut out, key, records, |record| {
+                    Ok(record.deleted_at.map(|at| Gql::String(format_datetime(at))).unwrap_or(Gql::Null))
+                })?,
+                RecordItem::Value { field, ty, required, items } => fill(&mut out, key, records, |record| {
+                    let value = output(ty, record.get(field));
+                    let valid = match (&value, ty, items) {
+                        (Gql::Null, _, _) => !required,
+                        (Gql::Enum(name), _, Some(items)) => items.contains(name.as_str()),
+                        (Gql::String(_), FieldType::DateTime | FieldType::Date, _) => true,
+                        (_, FieldType::DateTime | FieldType::Date, _) => false,
+                        (_, _, Some(_)) => false,
+                        _ => true,
+                    };
+                    if valid { Ok(value) } else { Err(Bail) }
+                })?,
+                RecordItem::Relation { field, target, selection } => {
+                    let values = self.relation(field, target, selection, records)?;
+                    for (object, value) in out.iter_mut().zip(values) {
+                        object.insert(key.clone(), value);
+                    }
+                }
+                RecordItem::Children { child, field, arguments, selection } => {
+                    let values = self.children(child, field, arguments, selection, records)?;
+                    for (object, value) in out.iter_mut().zip(values) {
+                        object.insert(key.clone(), value);
+                    }
+                }
+            }
+        }
+        Ok(out.into_iter().map(Gql::Object).collect())
+    }
+
+    /// The record each of `records` refers to through `field`, in one read.
+    fn relation(&self, field: &str, target: &Arc<str>, selection: &RecordSelection, records: &[&Record]) -> Run<Vec<Gql>> {
+        let ids: Vec<Option<RecordId>> = records.iter().map(|record| record.get(field).as_id()).collect();
+        let mut wanted: Vec<RecordId> = ids.iter().flatten().copied().collect();
+        if wanted.is_empty() {
+            return Ok(vec![Gql::Null; records.len()]);
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        self.rc.access.require(target, Operation::Read).map_err(|_| Bail)?;
+        let found = self.reader.get_many(target, &wanted).map_err(|_| Bail)?;
+        let mut present: Vec<&Record> = Vec::with_capacity(found.len());
+        for id in &wanted {
+            if let Some(record) = found.get(id).filter(|record| !record.is_deleted()) {
+                self.readable(target, record)?;
+                present.push(record);
+            }
+        }
+        let values = self.records(selection, &present)?;
+        let by_id: HashMap<RecordId, &Gql> = present.iter().map(|record| record.id).zip(values.iter()).collect();
+        Ok(ids.iter().map(|id| id.and_then(|id| by_id.get(&id).map(|value| (*value).clone())).unwrap_or(Gql::Null)).collect())
+    }
+
+    /// The children of each of `records` under one reverse relation, in one read.
+    fn children(
+        &self,
+        child: &ObjectDef,
+        field: &str,
+        arguments: &Arguments,
+        selection: &ConnectionSelection,
+        records: &[&Record],
+    ) -> Run<Vec<Gql>> {
+        let (mut query, sort, page) = list_args(child, &self.arguments(arguments)?, self.limits).map_err(|_| Bail)?;
+        self.secure(&mut query)?;
+        let mut parents: Vec<RecordId> = Vec::with_capacity(records.len());
+        for record in records {
+            if !parents.contains(&record.id) {
+                parents.push(record.id);
+            }
+        }
+        let pages = self.reader.related(&query, field, &parents, &page).map_err(|_| Bail)?;
+        let empty = (Page::default(), 0);
+        let connections: Vec<Connection<'_>> = records
+            .iter()
+            .map(|record| {
+                let (page, total) = pages.get(&record.id).unwrap_or(&empty);
+                Connection { query: &query, sort: &sort, page, total: Some(*total) }
+            })
+            .collect();
+        self.connections(selection, &connections)
+    }
+
+    fn connections(&self, selection: &ConnectionSelection, connections: &[Connection<'_>]) -> Run<Vec<Gql>> {
+        let mut out: Vec<IndexMap<Name, Gql>> =
+            connections.iter().map(|_| IndexMap::with_capacity(selection.items.len())).collect();
+        for (key, item) in &selection.items {
+            let values: Vec<Gql> = match item {
+                ConnectionItem::Typename => connections.iter().map(|_| selection.type_name.clone()).collect(),
+                ConnectionItem::TotalCount => connections
+                    .iter()
+                    .map(|connection| match connection.total {
+                        Some(total) => Ok(Gql::from(total)),
+                        None => self.reader.count(connection.query).map(Gql::from).map_err(|_| Bail),
+                    })
+                    .collect::<Run<_>>()?,
+                ConnectionItem::PageInfo(items) => connections
+                    .iter()
+                    .map(|connection| {
+                        let records = &connection.page.records;
+                        let cursor = |record: Option<&Record>| {
+                            record.map(|record| Gql::String(Cursor::of(record, connection.sort).encode())).unwrap_or(Gql::Null)
+                        };
+                        Gql::Object(
+                            items
+                                .iter()
+                                .map(|(key, item)| {
+                                    let value = match item {
+                                        PageInfoItem::Typename => Gql::String("PageInfo".into()),
+                                        PageInfoItem::HasNextPage => Gql::Boolean(connection.page.has_next_page),
+                                        PageInfoItem::HasPreviousPage => Gql::Boolean(connection.page.has_previous_page),
+                                        PageInfoItem::StartCursor => cursor(records.first()),
+                                        PageInfoItem::EndCursor => cursor(records.last()),
+                                    };
+                                    (key.clone(), value)
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+                ConnectionItem::Nodes(nodes) => {
+                    let all: Vec<&Record> = connections.iter().flat_map(|connection| connection.page.records.iter()).collect();
+                    split(connections, self.records(nodes, &all)?)
+                }
+                ConnectionItem::Edges(edges) => {
+                    let all: Vec<(&Record, &[Sort])> = connections
+                        .iter()
+                        .flat_map(|connection| connection.page.records.iter().map(|record| (record, connection.sort)))
+                        .collect();
+                    let mut objects: Vec<IndexMap<Name, Gql>> =
+                        all.iter().map(|_| IndexMap::with_capacity(edges.items.len())).collect();
+                    for (key, item) in &edges.items {
+                        let values: Vec<Gql> = match item {
+                            EdgeItem::Typename => all.iter().map(|_| edges.type_name.clone()).collect(),
+                            EdgeItem::Cursor => {
+                                all.iter().map(|(record, sort)| Gql::String(Cursor::of(record, sort).encode())).collect()
+                            }
+                            EdgeItem::Node(node) => {
+                                let records: Vec<&Record> = all.iter().map(|(record, _)| *record).collect();
+                                self.records(node, &records)?
+                            }
+                        };
+                        for (object, value) in objects.iter_mut().zip(values) {
+                            object.insert(key.clone(), value);
+                        }
+                    }
+                    split(connections, objects.into_iter().map(Gql::Object).collect())
+                }
+            };
+            for (object, value) in out.iter_mut().zip(values) {
+                object.insert(key.clone(), value);
+            }
+        }
+        Ok(out.into_iter().map(Gql::Object).collect())
+    }
+}
+
+/// Sets `key` on each object from its record.
+fn fill(
+    out: &mut [IndexMap<Name, Gql>],
+    key: &Name,
+    records: &[&Record],
+    value: impl Fn(&Record) -> Run<Gql>,
+) -> Run<()> {
+    for (object, record) in out.iter_mut().zip(records) {
+        object.insert(key.clone(), value(record)?);
+    }
+    Ok(())
+}
+
+/// Cuts the values of all connections' records back into one list per connection.
+fn split(connections: &[Connection<'_>], values: Vec<Gql>) -> Vec<Gql> {
+    let mut values = values.into_iter();
+    connections
+        .iter()
+        .map(|connection| Gql::List(values.by_ref().take(connection.page.records.len()).collect()))
+        .collect()
+}
