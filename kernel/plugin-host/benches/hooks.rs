@@ -13,6 +13,11 @@ use crm_core::plugin::{EnableOptions, HookCall, HookFailure, PendingChange, Plug
 use crm_core::{Actor, Fields, Kernel, Mutation, StoreOptions, Value, WriteRequest};
 use crm_plugin_host::PluginHost;
 
+/// The server's allocator (kernel/server/src/main.rs), so the figures are
+/// the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index]
@@ -112,6 +117,9 @@ async fn main() {
 
     kernel.install_plugin(&std::fs::read(crm_plugin_artifacts::test_plugin("validator")).unwrap()).unwrap();
     let (plain, _) = kernel.create_tenant("plain").unwrap();
+    // A second tenant without plugins: how far two tenants' write latencies
+    // differ with no plugin at all.
+    let (control, _) = kernel.create_tenant("control").unwrap();
     let (checked, _) = kernel.create_tenant("checked").unwrap();
     kernel.enable_plugin(&checked.id, "validator", EnableOptions::default()).await.unwrap();
     let (hooked, _) = kernel.create_tenant("hooked").unwrap();
@@ -170,20 +178,30 @@ async fn main() {
     let hooked_hooks = Timed::install(&kernel, &host, &hooked.id);
     // Interleaved, so both tenants see the same disk and machine.
     let (mut plain_samples, mut hooked_samples, mut checked_samples) = (Vec::new(), Vec::new(), Vec::new());
+    let mut control_samples = Vec::new();
     for round in 0..22 {
         let plain_round = single_writes(&kernel, &plain.id, 100).await;
         let hooked_round = single_writes(&kernel, &hooked.id, 100).await;
         let checked_round = single_writes(&kernel, &checked.id, 100).await;
+        let control_round = single_writes(&kernel, &control.id, 100).await;
         if round >= 2 {
             plain_samples.extend(plain_round);
             hooked_samples.extend(hooked_round);
             checked_samples.extend(checked_round);
+            control_samples.extend(control_round);
         }
     }
     let warm = 2 * 100;
     summary("  validator call inside the single writes (writer thread)", checked_hooks.take().split_off(warm));
     summary("  patcher call inside the single writes (writer thread)", hooked_hooks.take().split_off(warm));
     let without = summary("durable single write, no plugin", plain_samples);
+    let control = summary("durable single write, no plugin, a second tenant", control_samples);
+    println!(
+        "{:<58} p50 {:>+9.1} µs   p99 {:>+9.1} µs",
+        "  difference (the spread between tenants)",
+        micros(control.0) - micros(without.0),
+        micros(control.1) - micros(without.1)
+    );
     let accepted = summary("durable single write, validator before-write (accepts)", checked_samples);
     println!(
         "{:<58} p50 {:>+9.1} µs   p99 {:>+9.1} µs",
