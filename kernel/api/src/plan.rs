@@ -1,6 +1,7 @@
 //! Planned reads. Most traffic is a few query texts sent over and over with
-//! different variables. Once the engine has run a text for a tenant without
-//! an error, the text is compiled into a plan against the tenant's metadata:
+//! different variables. When a text comes a second time and the engine has
+//! run it for the tenant without an error, the text is compiled into a plan
+//! against the tenant's metadata:
 //! which objects to read, with which arguments, and which response keys to
 //! fill from which record fields. A plan reads the records level by level
 //! (every relation of a level in one batch) and builds the response tree
@@ -51,7 +52,11 @@ const TRIES: u8 = 3;
 const MAX_QUERY_BYTES: usize = 16 * 1024;
 
 enum Entry {
-    /// Seen; compiled and checked after the next clean run of the engine.
+    /// Seen once: a text sent once (literal values written into it, say)
+    /// never pays for a plan.
+    Seen,
+    /// Seen again; compiled and checked after the next clean run of the
+    /// engine.
     Pending { tries: u8 },
     Ready(Arc<Plan>),
     /// Not plannable: always the engine.
@@ -93,12 +98,28 @@ impl Plans {
         if self.capacity == 0 || query.len() > MAX_QUERY_BYTES {
             return Decision::Engine;
         }
-        let entries = self.lock();
+        let mut entries = self.lock();
         let found = entries.get(query).and_then(|named| named.iter().find(|(name, _)| name.as_deref() == operation));
         match found.map(|(_, entry)| entry) {
             Some(Entry::Ready(plan)) => Decision::Run(plan.clone()),
             Some(Entry::Never) => Decision::Engine,
-            Some(Entry::Pending { .. }) | None => Decision::Learn,
+            Some(Entry::Seen | Entry::Pending { .. }) => Decision::Learn,
+            None => {
+                self.make_room(&mut entries, query);
+                entries.entry(query.to_string()).or_default().push((operation.map(str::to_string), Entry::Seen));
+                Decision::Engine
+            }
+        }
+    }
+
+    /// Drops an eighth of the entries when the map is full, so texts with
+    /// literal values in them cannot pin it.
+    fn make_room(&self, entries: &mut HashMap<String, Named>, query: &str) {
+        if entries.len() >= self.capacity && !entries.contains_key(query) {
+            let doomed: Vec<String> = entries.keys().take(self.capacity.div_ceil(8)).cloned().collect();
+            for doomed in doomed {
+                entries.remove(&doomed);
+            }
         }
     }
 
@@ -134,14 +155,7 @@ impl Plans {
             tracing::debug!(query, "query left to the engine");
         }
         let mut entries = self.lock();
-        if entries.len() >= self.capacity && !entries.contains_key(query) {
-            // Full: drop an eighth, so texts with literal values in them
-            // cannot pin the map.
-            let doomed: Vec<String> = entries.keys().take(self.capacity.div_ceil(8)).cloned().collect();
-            for doomed in doomed {
-                entries.remove(&doomed);
-            }
-        }
+        self.make_room(&mut entries, query);
         let named = entries.entry(query.to_string()).or_default();
         named.retain(|(name, _)| name.as_deref() != operation);
         named.push((operation.map(str::to_string), entry));
@@ -151,6 +165,7 @@ impl Plans {
         let entries = self.lock();
         let named = entries.get(query)?;
         named.iter().find(|(name, _)| name.as_deref() == operation).map(|(_, entry)| match entry {
+            Entry::Seen => Entry::Seen,
             Entry::Pending { tries } => Entry::Pending { tries: *tries },
             Entry::Ready(plan) => Entry::Ready(plan.clone()),
             Entry::Never => Entry::Never,
@@ -167,6 +182,9 @@ impl Plans {
 // Plans
 
 pub(crate) struct Plan {
+    /// The tenant metadata the plan was compiled against (shared with the
+    /// schema), for the definitions of the objects it lists.
+    metadata: Arc<Metadata>,
     variables: Vec<Variable>,
     roots: Vec<(Name, Root)>,
     limits: Limits,
@@ -194,7 +212,8 @@ enum VariableKind {
 enum Root {
     Typename,
     Get { object: Arc<str>, id: async_graphql_value::Value, selection: RecordSelection },
-    List { object: Arc<ObjectDef>, arguments: Arguments, selection: ConnectionSelection },
+    /// A list of the object named; its definition is looked up in the plan's metadata.
+    List { object: String, arguments: Arguments, selection: ConnectionSelection },
 }
 
 struct RecordSelection {
@@ -214,7 +233,7 @@ enum RecordItem {
     DeletedAt,
     Value { field: String, ty: FieldType, required: bool, items: Option<HashSet<String>> },
     Relation { field: String, target: Arc<str>, selection: RecordSelection },
-    Children { child: Arc<ObjectDef>, field: String, arguments: Arguments, selection: ConnectionSelection },
+    Children { child: String, field: String, arguments: Arguments, selection: ConnectionSelection },
 }
 
 struct ConnectionSelection {
@@ -256,7 +275,7 @@ struct Compiler<'m> {
     metadata: &'m Metadata,
 }
 
-fn compile(metadata: &Metadata, document: &ExecutableDocument, operation: Option<&str>, limits: &Limits) -> Run<Plan> {
+fn compile(metadata: &Arc<Metadata>, document: &ExecutableDocument, operation: Option<&str>, limits: &Limits) -> Run<Plan> {
     // The engine's choice of operation.
     let operation: &Positioned<OperationDefinition> = match (operation, &document.operations) {
         (Some(name), DocumentOperations::Multiple(operations)) => operations.get(name).ok_or(Bail)?,
@@ -304,7 +323,7 @@ fn compile(metadata: &Metadata, document: &ExecutableDocument, operation: Option
             }
         } else if let Some(object) = metadata.objects.iter().find(|object| camel(&object.plural) == name) {
             Root::List {
-                object: Arc::new(object.clone()),
+                object: object.name.clone(),
                 arguments: list_arguments(field)?,
                 selection: compiler.connection(object, &field.selection_set.node)?,
             }
@@ -313,7 +332,7 @@ fn compile(metadata: &Metadata, document: &ExecutableDocument, operation: Option
         };
         roots.push((key, root));
     }
-    Ok(Plan { variables, roots, limits: limits.clone() })
+    Ok(Plan { metadata: metadata.clone(), variables, roots, limits: limits.clone() })
 }
 
 /// The fields of a selection set with their response keys; anything else
@@ -426,7 +445,7 @@ impl Compiler<'_> {
                     for (relation, child, fk) in &references {
                         if relation == name {
                             found = Some(RecordItem::Children {
-                                child: Arc::new((*child).clone()),
+                                child: child.name.clone(),
                                 field: fk.name.clone(),
                                 arguments: list_arguments(field)?,
                                 selection: self.connection(child, &field.selection_set.node)?,
@@ -534,6 +553,7 @@ struct Connection<'r> {
 }
 
 struct Runner<'a> {
+    metadata: &'a Metadata,
     rc: &'a RequestCtx,
     reader: Reader<'a>,
     variables: HashMap<&'a str, &'a Gql>,
@@ -555,13 +575,15 @@ impl Plan {
             values.insert(variable.name.as_str(), value);
         }
         let reader = rc.store.reader().map_err(|_| Bail)?;
-        let runner = Runner { rc, reader, variables: values, limits: &self.limits };
+        let runner = Runner { metadata: &self.metadata, rc, reader, variables: values, limits: &self.limits };
         let mut data = IndexMap::with_capacity(self.roots.len());
         for (key, root) in &self.roots {
             let value = match root {
                 Root::Typename => Gql::String("Query".into()),
                 Root::Get { object, id, selection } => runner.get(object, id, selection)?,
-                Root::List { object, arguments, selection } => runner.list(object, arguments, selection)?,
+                Root::List { object, arguments, selection } => {
+                    runner.list(self.metadata.object(object).ok_or(Bail)?, arguments, selection)?
+                }
             };
             data.insert(key.clone(), value);
         }
@@ -674,6 +696,7 @@ impl<'a> Runner<'a> {
                     }
                 }
                 RecordItem::Children { child, field, arguments, selection } => {
+                    let child = self.metadata.object(child).ok_or(Bail)?;
                     let values = self.children(child, field, arguments, selection, records)?;
                     for (object, value) in out.iter_mut().zip(values) {
                         object.insert(key.clone(), value);
@@ -830,4 +853,89 @@ fn split(connections: &[Connection<'_>], values: Vec<Gql>) -> Vec<Gql> {
         .iter()
         .map(|connection| Gql::List(values.by_ref().take(connection.page.records.len()).collect()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiled(query: &str) -> Run<Plan> {
+        let document = async_graphql::parser::parse_query(query).expect("a query that parses");
+        compile(&Metadata::standard(), &document, None, &Limits::default())
+    }
+
+    #[test]
+    fn record_fields_relations_and_connections_are_planned() {
+        let plan = compiled(
+            "query Page($stage: ContactLifecycleStage!) { contacts(first: 50, filter: { lifecycleStage: { eq: $stage } }) \
+             { totalCount pageInfo { endCursor } edges { cursor node { id } } nodes { __typename id firstName company { name } \
+             deals(first: 10) { nodes { name } } } } }",
+        )
+        .expect("planned");
+        assert_eq!(plan.variables.len(), 1);
+        let [(key, Root::List { selection, .. })] = plan.roots.as_slice() else { panic!("one list root") };
+        assert_eq!(key.as_str(), "contacts");
+        assert_eq!(selection.items.len(), 4);
+        let Some((_, ConnectionItem::Nodes(nodes))) = selection.items.iter().find(|(key, _)| key.as_str() == "nodes") else {
+            panic!("nodes")
+        };
+        let kinds: Vec<&str> = nodes
+            .items
+            .iter()
+            .map(|(_, item)| match item {
+                RecordItem::Typename => "typename",
+                RecordItem::Id => "id",
+                RecordItem::Value { .. } => "value",
+                RecordItem::Relation { .. } => "relation",
+                RecordItem::Children { .. } => "children",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["typename", "id", "value", "relation", "children"]);
+        assert_eq!(nodes.checked, ["first_name", "company_id"], "fields the caller's role must be allowed to read");
+    }
+
+    #[test]
+    fn what_a_plan_does_not_answer_is_left_to_the_engine() {
+        for query in [
+            // Fragments, directives, a response key twice.
+            "{ contacts { nodes { ...F } } } fragment F on Contact { id }",
+            "{ contacts { nodes { ... on Contact { id } } } }",
+            "query($x: Boolean!) { contacts { nodes { id @include(if: $x) } } }",
+            "{ contacts { nodes { id id } } }",
+            "{ contacts { nodes { a: id a: firstName } } }",
+            // Not a query of records: mutations, introspection, other roots,
+            // history, unknown arguments.
+            "mutation { deleteContact(id: \"01J00000000000000000000000\") { id } }",
+            "{ __schema { types { name } } }",
+            "{ contacts { nodes { id __type(name: \"Contact\") { name } } } }",
+            "{ me { email } }",
+            "{ contactsAggregate { count } }",
+            "{ contacts { nodes { history { operation } } } }",
+            "{ contacts(search: \"x\") { nodes { id } } }",
+            // Variables of list or input types.
+            "query($ids: [ID!]) { contacts(filter: { id: { in: $ids } }) { nodes { id } } }",
+            "query($f: ContactFilter) { contacts(filter: $f) { nodes { id } } }",
+        ] {
+            assert!(compiled(query).is_err(), "planned: {query}");
+        }
+    }
+
+    #[test]
+    fn a_plan_takes_only_variable_values_it_can_vouch_for() {
+        let stage = Variable { name: Name::new("s"), kind: VariableKind::Enum(["LEAD".to_string()].into()), nullable: false, default: None };
+        assert!(stage.accepts(&Gql::String("LEAD".into())));
+        assert!(!stage.accepts(&Gql::String("SHOPPER".into())));
+        assert!(!stage.accepts(&Gql::from(3)));
+        assert!(!stage.accepts(&Gql::Null));
+        let first = Variable { name: Name::new("n"), kind: VariableKind::Int, nullable: true, default: None };
+        assert!(first.accepts(&Gql::from(50)));
+        assert!(first.accepts(&Gql::Null));
+        assert!(!first.accepts(&Gql::from(i64::from(i32::MAX) + 1)));
+        assert!(!first.accepts(&Gql::from(1.5)));
+        assert!(!first.accepts(&Gql::String("50".into())));
+        let id = Variable { name: Name::new("id"), kind: VariableKind::Id, nullable: false, default: None };
+        assert!(id.accepts(&Gql::String("01J00000000000000000000000".into())));
+        assert!(!id.accepts(&Gql::from(7)), "an id as a number is left to the engine");
+    }
 }
