@@ -30,6 +30,15 @@ fn summary(name: &str, mut samples: Vec<Duration>) -> (Duration, Duration) {
     (p50, p99)
 }
 
+/// Prints how much later percentiles `with` come than `without`.
+fn difference(label: &str, with: (Duration, Duration), without: (Duration, Duration)) {
+    println!(
+        "{label:<58} p50 {:>+9.1} µs   p99 {:>+9.1} µs",
+        micros(with.0) - micros(without.0),
+        micros(with.1) - micros(without.1)
+    );
+}
+
 fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
@@ -196,26 +205,11 @@ async fn main() {
     summary("  patcher call inside the single writes (writer thread)", hooked_hooks.take().split_off(warm));
     let without = summary("durable single write, no plugin", plain_samples);
     let control = summary("durable single write, no plugin, a second tenant", control_samples);
-    println!(
-        "{:<58} p50 {:>+9.1} µs   p99 {:>+9.1} µs",
-        "  difference (the spread between tenants)",
-        micros(control.0) - micros(without.0),
-        micros(control.1) - micros(without.1)
-    );
+    difference("  difference (the spread between tenants)", control, without);
     let accepted = summary("durable single write, validator before-write (accepts)", checked_samples);
-    println!(
-        "{:<58} p50 {:>+9.1} µs   p99 {:>+9.1} µs",
-        "  difference (includes fsync noise)",
-        micros(accepted.0) - micros(without.0),
-        micros(accepted.1) - micros(without.1)
-    );
+    difference("  difference (includes fsync noise)", accepted, without);
     let with = summary("durable single write, patcher before-write (patches 3 fields)", hooked_samples);
-    println!(
-        "{:<58} p50 {:>+9.1} µs   p99 {:>+9.1} µs",
-        "  difference (includes fsync noise)",
-        micros(with.0) - micros(without.0),
-        micros(with.1) - micros(without.1)
-    );
+    difference("  difference (includes fsync noise)", with, without);
     let (mut plain_bulk, mut hooked_bulk, mut checked_bulk) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..30 {
         plain_bulk.extend(bulk_writes(&kernel, &plain.id, 1).await);
