@@ -152,7 +152,7 @@ impl Plans {
             },
         };
         if matches!(entry, Entry::Never) {
-            tracing::debug!(query, "query left to the engine");
+            tracing::debug!(bytes = query.len(), "a query text is left to the engine");
         }
         let mut entries = self.lock();
         self.make_room(&mut entries, query);
