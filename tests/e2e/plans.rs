@@ -197,3 +197,31 @@ async fn a_plan_applies_the_callers_role() {
     assert_eq!(names, ["Annie", "Dijkstra", "Hopper", "Lovelace", "Turing"]);
     assert_eq!(counter(&server, "crm_graphql_planned_total").await, before + 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_are_dropped_when_the_tenants_metadata_changes() {
+    // With the bundled plugins: custom-fields changes the contact object.
+    let server = Server::start(&[]).await;
+    let define = "mutation($input: CustomFieldsDefineFieldInput!) { customFieldsDefineField(input: $input) { field } }";
+    server.ok(define, json!({ "input": { "object": "contact", "name": "shoe_size", "type": "TEXT" } })).await;
+    server.ok("mutation { createContact(input: {firstName: \"Ada\", shoeSize: \"42\"}) { id } }", json!({})).await;
+    let sizes = "query Sizes { contacts(first: 10) { nodes { firstName shoeSize } } }";
+    for _ in 0..3 {
+        let data = server.ok(sizes, json!({})).await;
+        assert_eq!(data["contacts"]["nodes"][0]["shoeSize"], "42");
+    }
+    let planned = counter(&server, "crm_graphql_planned_total").await;
+    assert!(planned >= 1, "the third request is planned: {planned}");
+
+    // A new field: a new schema, and the text is learned again from the engine.
+    server.ok(define, json!({ "input": { "object": "contact", "name": "hat_size", "type": "INTEGER" } })).await;
+    let data = server.ok(sizes, json!({})).await;
+    assert_eq!(data["contacts"]["nodes"][0]["shoeSize"], "42");
+    assert_eq!(counter(&server, "crm_graphql_planned_total").await, planned, "the old plan is not used");
+    let with_hat = "query Hats { contacts(first: 10) { nodes { firstName hatSize } } }";
+    for _ in 0..3 {
+        let data = server.ok(with_hat, json!({})).await;
+        assert_eq!(data["contacts"]["nodes"][0]["hatSize"], Value::Null);
+    }
+    assert_eq!(counter(&server, "crm_graphql_planned_total").await, planned + 1, "the new field is planned");
+}
