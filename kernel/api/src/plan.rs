@@ -143,10 +143,7 @@ impl Plans {
             Some(plan) => match plan.run(rc, &lesson.variables) {
                 Ok(mine) if mine == *data => Entry::Ready(Arc::new(plan)),
                 _ => {
-                    let tries = match self.entry(query, operation) {
-                        Some(Entry::Pending { tries }) => tries + 1,
-                        _ => 1,
-                    };
+                    let tries = self.tries(query, operation) + 1;
                     if tries >= TRIES { Entry::Never } else { Entry::Pending { tries } }
                 }
             },
@@ -161,15 +158,14 @@ impl Plans {
         named.push((operation.map(str::to_string), entry));
     }
 
-    fn entry(&self, query: &str, operation: Option<&str>) -> Option<Entry> {
+    /// How many times the plan of a text disagreed with the engine so far.
+    fn tries(&self, query: &str, operation: Option<&str>) -> u8 {
         let entries = self.lock();
-        let named = entries.get(query)?;
-        named.iter().find(|(name, _)| name.as_deref() == operation).map(|(_, entry)| match entry {
-            Entry::Seen => Entry::Seen,
-            Entry::Pending { tries } => Entry::Pending { tries: *tries },
-            Entry::Ready(plan) => Entry::Ready(plan.clone()),
-            Entry::Never => Entry::Never,
-        })
+        let found = entries.get(query).and_then(|named| named.iter().find(|(name, _)| name.as_deref() == operation));
+        match found {
+            Some((_, Entry::Pending { tries })) => *tries,
+            _ => 0,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Named>> {
