@@ -307,6 +307,23 @@ async fn hostile_actions_fail_their_own_call_and_the_plugin_keeps_working() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn every_call_starts_from_the_memory_image() {
+    // Slots of the pooling allocator are reused and may keep their pages
+    // resident: whatever a call wrote must be gone for the next one, in
+    // one tenant and across tenants, however the slot was reset.
+    let f = fixture().await;
+    f.install_enable("hostile", &f.a, None).await;
+    f.install_enable("hostile", &f.b, None).await;
+    for round in 0..4 {
+        for tenant in [&f.a, &f.b] {
+            let out = f.invoke(tenant, "hostile", "remember", Fields::new()).await.unwrap();
+            assert_eq!(out.get("mark"), Some(&Value::Int(24301)), "round {round}: {out:?}");
+            assert_eq!(out.get("scratch_clean"), Some(&Value::Bool(true)), "round {round}: {out:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn repeated_failures_suspend_the_plugin_for_that_tenant() {
     let f = fixture().await;
     f.install_enable("hostile", &f.a, None).await;

@@ -21,6 +21,10 @@
 //!   `fields`, `error`).
 //! - `bad-decisions`: the hook returns one decision more than it got
 //!   changes.
+//! - `remember` (action only): reports whether it finds traces of an earlier
+//!   call (outputs `mark`, an initialised static, 24301 as built, and
+//!   `scratch_clean`, whether a 6 MiB zeroed static is still zero where the
+//!   action writes), then leaves such traces.
 //!
 //! (Action fields cannot be named `id`: that is a system field name, which
 //! the kernel refuses in a manifest.) Outputs carry a host error as `error` (`"<code>: <message>"`) rather
@@ -28,6 +32,8 @@
 
 use crm_plugin_sdk::prelude::*;
 use crm_plugin_sdk::serde_json::json;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 pub const MODES: [&str; 10] = [
     "ok",
@@ -74,6 +80,7 @@ impl Plugin for Hostile {
                     .output(FieldDecl::tags("fields"))
                     .output(error()),
             )
+            .action(ActionDecl::new("remember").output(FieldDecl::integer("mark")).output(FieldDecl::boolean("scratch_clean")))
             .action(ActionDecl::new("write-ungranted").output(FieldDecl::text("deal_id")).output(error()))
             .action(
                 ActionDecl::new("cross-tenant")
@@ -170,9 +177,32 @@ impl Plugin for Hostile {
                     Err(error) => Fields::new().with("found", false).with("error", error.to_string()),
                 })
             }
+            "remember" => {
+                let (mark, scratch_clean) = remember();
+                Ok(Fields::new().with("mark", mark).with("scratch_clean", scratch_clean))
+            }
             other => Err(Error::unknown_action(other)),
         }
     }
+}
+
+/// Initialised data: part of the memory image.
+static MARK: AtomicI64 = AtomicI64::new(24301);
+const SCRATCH_BYTES: usize = 6 << 20;
+/// Zeroed data reaching from the low megabytes of linear memory to well
+/// above them, so both ways the host resets a slot are seen.
+static SCRATCH: Mutex<[u8; SCRATCH_BYTES]> = Mutex::new([0; SCRATCH_BYTES]);
+
+/// What an earlier call left, if anything, then leaves its own traces.
+fn remember() -> (i64, bool) {
+    let mark = MARK.swap(-1, Ordering::Relaxed);
+    let mut scratch = SCRATCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let offsets = [0, 1 << 20, 3 << 20, SCRATCH_BYTES - 1];
+    let clean = offsets.iter().all(|&offset| scratch[offset] == 0);
+    for offset in offsets {
+        scratch[offset] = 0xFF;
+    }
+    (mark, clean)
 }
 
 fn spin() -> ! {
