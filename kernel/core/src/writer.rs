@@ -624,6 +624,13 @@ struct Tx<'t> {
     fixed_first_id: Option<RecordId>,
     /// Who makes the current change: the default source of consent changes.
     actor: String,
+    /// Objects whose creates the current group's before-write hooks see:
+    /// those records are written once, after the hooks (see `put_deferred`).
+    defer_creates: Vec<String>,
+    /// Positions in `logged` of creates not written yet.
+    deferred: Vec<usize>,
+    /// Unique values the deferred creates hold, as the unique table would.
+    deferred_unique: HashMap<Vec<u8>, RecordId>,
 }
 
 impl<'t> Tx<'t> {
@@ -647,6 +654,9 @@ impl<'t> Tx<'t> {
             now: now_ms(),
             fixed_first_id: None,
             actor: String::new(),
+            defer_creates: Vec::new(),
+            deferred: Vec::new(),
+            deferred_unique: HashMap::new(),
         })
     }
 
@@ -681,6 +691,21 @@ impl<'t> Tx<'t> {
     /// which request it belongs to, when one does.
     fn apply_group(&mut self, requests: &[&WriteRequest], hooks: Option<&dyn WriteHooks>) -> Result<Vec<Vec<Applied>>, (Option<usize>, Error)> {
         self.logged.clear();
+        self.deferred.clear();
+        self.deferred_unique.clear();
+        self.defer_creates.clear();
+        if let Some(hooks) = hooks {
+            for request in requests {
+                for mutation in &request.mutations {
+                    if let Mutation::Create { object, .. } | Mutation::Upsert { object, .. } = mutation
+                        && !self.defer_creates.contains(object)
+                        && hooks.covers(object, ChangeOp::Created)
+                    {
+                        self.defer_creates.push(object.clone());
+                    }
+                }
+            }
+        }
         let mut staged: Vec<Staged> = Vec::with_capacity(requests.len());
         let mut touched: std::collections::HashSet<RecordId> = std::collections::HashSet::new();
         for (index, request) in requests.iter().enumerate() {
@@ -699,6 +724,8 @@ impl<'t> Tx<'t> {
             Some(hooks) => self.run_hooks(requests, &staged, hooks)?,
             None => false,
         };
+        let owner = |position: usize| staged.iter().position(|staged| staged.logged.contains(&position));
+        self.put_deferred().map_err(|(position, error)| (owner(position), error))?;
         let logged = std::mem::take(&mut self.logged);
         let mut out = Vec::with_capacity(requests.len());
         for (index, (request, staged)) in requests.iter().zip(staged).enumerate() {
@@ -774,11 +801,21 @@ impl<'t> Tx<'t> {
             let owner = failure.change.and_then(|change| positions.get(change).copied()).and_then(owner);
             return Err((owner, failure.error));
         }
+        // Where each record's changes are in `logged`, made once for all patches.
+        let mut changes_of: Option<HashMap<RecordId, Vec<usize>>> = None;
         for (position, change) in positions.into_iter().zip(changes) {
             let logged = &self.logged[position];
             if change.after.fields == logged.after.fields || matches!(logged.op, ChangeOp::Deleted) {
                 continue;
             }
+            let changes_of = changes_of.get_or_insert_with(|| {
+                let mut map: HashMap<RecordId, Vec<usize>> = HashMap::new();
+                for (position, logged) in self.logged.iter().enumerate() {
+                    map.entry(logged.after.id).or_default().push(position);
+                }
+                map
+            });
+            let same_record = changes_of.get(&logged.after.id).map(Vec::as_slice).unwrap_or_default();
             let mut patch = Fields::new();
             for (name, value) in &change.after.fields {
                 if logged.after.fields.get(name) != Some(value) {
@@ -790,17 +827,46 @@ impl<'t> Tx<'t> {
                     patch.insert(name.clone(), Value::Null);
                 }
             }
-            self.patch(position, patch).map_err(|error| (owner(position), error))?;
+            self.patch(position, same_record, patch).map_err(|error| (owner(position), error))?;
         }
         Ok(true)
     }
 
+    /// Writes the creates whose first write waited for the hooks: unique
+    /// values are checked again (a hook may have patched them, and records
+    /// of the group are now checked against each other in the table) and
+    /// each record is written once. A failure names its `logged` position.
+    fn put_deferred(&mut self) -> Result<(), (usize, Error)> {
+        // From here the unique table alone holds the group's values.
+        self.deferred_unique.clear();
+        for position in std::mem::take(&mut self.deferred) {
+            let object = self.object(&self.logged[position].object).map_err(|error| (position, error))?;
+            let record = self.logged[position].after.clone();
+            self.check_unique(object, None, &record).map_err(|error| (position, error))?;
+            self.put(object, None, &record).map_err(|error| (position, error))?;
+        }
+        Ok(())
+    }
+
+    /// Writes every deferred create now, as it stands: for a change that
+    /// must see them in the tables (an upsert whose key one of them holds).
+    /// Hook patches then write them a second time.
+    fn flush_deferred(&mut self) -> Result<()> {
+        for position in std::mem::take(&mut self.deferred) {
+            let object = self.object(&self.logged[position].object)?;
+            let record = self.logged[position].after.clone();
+            self.put(object, None, &record)?;
+        }
+        self.deferred_unique.clear();
+        Ok(())
+    }
+
     /// Applies a hook's patch to the record of `logged[position]`: the
     /// values are checked like client input and the kernel's rules run
-    /// again; the change keeps its version.
-    fn patch(&mut self, position: usize, mut patch: Fields) -> Result<()> {
+    /// again; the change keeps its version. `same_record` lists the
+    /// positions in `logged` of every change of that record, in order.
+    fn patch(&mut self, position: usize, same_record: &[usize], mut patch: Fields) -> Result<()> {
         let object = self.object(&self.logged[position].object)?;
-        let id = self.logged[position].after.id;
         normalize_fields(object, &mut patch)?;
         for (name, value) in &patch {
             if value.is_null() && object.field(name).is_some_and(|field| field.required) {
@@ -808,13 +874,8 @@ impl<'t> Tx<'t> {
             }
         }
         // The record as this transaction last wrote it: the newest logged state.
-        let current = self
-            .logged
-            .iter()
-            .rev()
-            .find(|logged| logged.after.id == id)
-            .map(|logged| logged.after.clone())
-            .ok_or_else(|| Error::internal("patched record vanished"))?;
+        let newest = same_record.last().copied().ok_or_else(|| Error::internal("patched record vanished"))?;
+        let current = self.logged[newest].after.clone();
         let mut after = current.clone();
         for (name, value) in &patch {
             if value.is_null() {
@@ -825,11 +886,27 @@ impl<'t> Tx<'t> {
         }
         self.object_rules(object, Some(&current), &mut after, &patch)?;
         self.check_references(object, Some(&current), &after)?;
-        self.check_unique(object, Some(&current), &after)?;
-        self.put(object, Some(&current), &after)?;
+        if self.deferred.binary_search(&newest).is_ok() {
+            // A create still waiting for its first write: checked and
+            // written in `put_deferred`; meanwhile it holds its new values.
+            for field in object.unique_fields() {
+                let (old, new) = (current.get(&field.name), after.get(&field.name));
+                if old != new {
+                    if !old.is_null() {
+                        self.deferred_unique.remove(&encoding::unique_key(&object.name, &field.name, old));
+                    }
+                    if !new.is_null() {
+                        self.deferred_unique.insert(encoding::unique_key(&object.name, &field.name, new), after.id);
+                    }
+                }
+            }
+        } else {
+            self.check_unique(object, Some(&current), &after)?;
+            self.put(object, Some(&current), &after)?;
+        }
         // Later changes of the same record in this request build on it.
-        for logged in self.logged[position..].iter_mut().filter(|logged| logged.after.id == id) {
-            logged.after.fields = after.fields.clone();
+        for &later in same_record.iter().filter(|&&later| later >= position) {
+            self.logged[later].after.fields = after.fields.clone();
         }
         Ok(())
     }
@@ -950,7 +1027,12 @@ impl<'t> Tx<'t> {
             Mutation::Upsert { object, key, fields } => {
                 let def = self.object(object)?;
                 let value = fields.get(key).cloned().unwrap_or(Value::Null);
-                let existing = self.unique.get(encoding::unique_key(object, key, &value).as_slice())?.map(|id| id.value());
+                let unique_key = encoding::unique_key(object, key, &value);
+                if self.deferred_unique.contains_key(&unique_key) {
+                    // The key's record is a create of this group not written yet.
+                    self.flush_deferred()?;
+                }
+                let existing = self.unique.get(unique_key.as_slice())?.map(|id| id.value());
                 match existing {
                     Some(id) => {
                         let id = RecordId(id);
@@ -999,7 +1081,18 @@ impl<'t> Tx<'t> {
         self.object_rules(object, None, &mut record, fields)?;
         self.check_references(object, None, &record)?;
         self.check_unique(object, None, &record)?;
-        self.put(object, None, &record)?;
+        if self.defer_creates.contains(&object.name) {
+            // Written once the hooks have seen it (`put_deferred`).
+            for field in object.unique_fields() {
+                let value = record.get(&field.name);
+                if !value.is_null() {
+                    self.deferred_unique.insert(encoding::unique_key(&object.name, &field.name, value), record.id);
+                }
+            }
+            self.deferred.push(self.logged.len());
+        } else {
+            self.put(object, None, &record)?;
+        }
         self.log(request, object, None, &record, ChangeOp::Created)?;
         Ok(Applied { object: object.name.clone(), record, op: Some(ChangeOp::Created) })
     }
@@ -1209,7 +1302,8 @@ impl<'t> Tx<'t> {
                 continue;
             }
             let key = encoding::unique_key(&object.name, &field.name, value);
-            if let Some(holder) = self.unique.get(key.as_slice())?.map(|id| id.value())
+            let deferred = self.deferred_unique.get(&key).map(|id| id.0);
+            if let Some(holder) = deferred.or(self.unique.get(key.as_slice())?.map(|id| id.value()))
                 && holder != record.id.0
             {
                 return Err(Error {

@@ -229,7 +229,7 @@ async fn main() {
     difference("  difference to no plugin (includes fsync noise)", with, without);
     difference("  difference to the same output without the hook", with, same_data);
     let (mut plain_bulk, mut hooked_bulk, mut checked_bulk, mut prepatched_bulk) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..30 {
+    for _ in 0..60 {
         plain_bulk.push(bulk_write(&kernel, &plain.id, &bulk).await);
         hooked_bulk.push(bulk_write(&kernel, &hooked.id, &bulk).await);
         checked_bulk.push(bulk_write(&kernel, &checked.id, &bulk).await);
