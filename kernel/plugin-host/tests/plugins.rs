@@ -324,6 +324,20 @@ async fn every_call_starts_from_the_memory_image() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn every_hook_call_starts_from_the_memory_image() {
+    // Single writes and a bulk write: each hook call finds nothing an
+    // earlier one left in the pool's slots.
+    let f = fixture().await;
+    f.install_enable("hostile", &f.a, Some(r#"{"mode": "remember"}"#)).await;
+    for n in 0..6 {
+        f.create(&f.a, "contact", &[("first_name", text(&format!("c{n}")))]).await.unwrap();
+    }
+    let mutations = (0..50).map(|n| Mutation::Create { object: "contact".into(), fields: Fields::from([("first_name".to_string(), text(&format!("bulk {n}")))]) }).collect();
+    f.kernel.tenant(&f.a).unwrap().write(WriteRequest::new(Actor::cli(), mutations)).await.unwrap();
+    assert_eq!(f.count(&f.a, "contact"), 56);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn repeated_failures_suspend_the_plugin_for_that_tenant() {
     let f = fixture().await;
     f.install_enable("hostile", &f.a, None).await;

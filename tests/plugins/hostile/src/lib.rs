@@ -21,10 +21,11 @@
 //!   `fields`, `error`).
 //! - `bad-decisions`: the hook returns one decision more than it got
 //!   changes.
-//! - `remember` (action only): reports whether it finds traces of an earlier
-//!   call (outputs `mark`, an initialised static, 24301 as built, and
-//!   `scratch_clean`, whether a 6 MiB zeroed static is still zero where the
-//!   action writes), then leaves such traces.
+//! - `remember`: looks for traces of an earlier call (`mark`, an
+//!   initialised static, 24301 as built, and whether a 6 MiB zeroed static
+//!   is still zero where the plugin writes), then leaves such traces. The
+//!   action outputs what it found (`mark`, `scratch_clean`); the hook rejects
+//!   the write if it found any.
 //!
 //! (Action fields cannot be named `id`: that is a system field name, which
 //! the kernel refuses in a manifest.) Outputs carry a host error as `error` (`"<code>: <message>"`) rather
@@ -35,7 +36,7 @@ use crm_plugin_sdk::serde_json::json;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-pub const MODES: [&str; 10] = [
+pub const MODES: [&str; 11] = [
     "ok",
     "loop",
     "memory-bomb",
@@ -46,6 +47,7 @@ pub const MODES: [&str; 10] = [
     "write-ungranted",
     "cross-tenant",
     "bad-decisions",
+    "remember",
 ];
 
 const BIG: i64 = 64 * 1024 * 1024;
@@ -122,6 +124,13 @@ impl Plugin for Hostile {
                 }
                 Err(error) => Err(error),
             },
+            "remember" => {
+                let (mark, clean) = remember();
+                if mark != 24301 || !clean {
+                    return Ok(changes.iter().map(|_| Decision::reject(format!("found traces of an earlier call: mark {mark}, scratch clean {clean}"))).collect());
+                }
+                Ok(accept_all())
+            }
             "bad-decisions" => {
                 let mut decisions = accept_all();
                 decisions.push(Decision::accept());
