@@ -41,19 +41,10 @@ log() { printf '[backfill] %s\n' "$*"; }
 source "$ROOT/bench/lib.sh"
 trap stop_crm EXIT
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-  log "building the release binary"
-  (cd "$ROOT" && cargo build --release --bin crm)
-fi
+build_crm
 
-log "fresh data dir $DATA"
-rm -rf "$DATA"
-mkdir -p "$RUN_DIR"
-: >"$RUN_DIR/crm.log"
-start_crm
-stop_crm
-KEY="$("$BIN" --data-dir "$DATA" tenant create bench | sed -n 's/^admin API key (shown once): //p')"
-[[ -n "$KEY" ]] || { log "no key from tenant create"; exit 1; }
+fresh_data_dir
+KEY="$(create_tenant bench)"
 
 log "seeding $N contacts into tenant bench"
 "$BIN" --data-dir "$DATA" seed --tenant bench --contacts "$N"

@@ -51,19 +51,12 @@ stop_all() {
 }
 trap stop_all EXIT
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-  log "building the release binary"
-  (cd "$ROOT" && cargo build --release --bin crm)
-fi
+build_crm
 
-log "fresh run dir $RUN_DIR"
-rm -rf "$DATA" "$MAIL"
-mkdir -p "$RUN_DIR" "$MAIL"
-: >"$RUN_DIR/crm.log"
-start_crm
-stop_crm
-KEY="$("$BIN" --data-dir "$DATA" tenant create bench | sed -n 's/^admin API key (shown once): //p')"
-[[ -n "$KEY" ]] || { log "no key from tenant create"; exit 1; }
+rm -rf "$MAIL"
+fresh_data_dir
+mkdir -p "$MAIL"
+KEY="$(create_tenant bench)"
 
 log "seeding $N contacts into tenant bench and giving them email consent"
 "$BIN" --data-dir "$DATA" seed --tenant bench --contacts "$N"

@@ -39,17 +39,9 @@ log() { printf '[import] %s\n' "$*"; }
 source "$ROOT/bench/lib.sh"
 trap stop_crm EXIT
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-  log "building the release binary"
-  (cd "$ROOT" && cargo build --release --bin crm)
-fi
+build_crm
 
-log "fresh run dir $RUN_DIR"
-rm -rf "$DATA"
-mkdir -p "$RUN_DIR"
-: >"$RUN_DIR/crm.log"
-start_crm
-stop_crm
+fresh_data_dir
 "$BIN" --data-dir "$DATA" tenant create plain >/dev/null
 "$BIN" --data-dir "$DATA" tenant create one >/dev/null
 "$BIN" --data-dir "$DATA" plugin enable custom-fields --tenant one >/dev/null

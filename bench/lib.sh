@@ -1,7 +1,35 @@
-# Shared by bench/backfill.sh and bench/campaign.sh (sourced, not run).
-# Expects BIN, DATA, RUN_DIR, CRM_LISTEN, URL and a log function; sets CRM_PID.
+# Shared by bench/backfill.sh, campaign.sh, import.sh and memory.sh (sourced,
+# not run). Expects ROOT, BIN, DATA, RUN_DIR, CRM_LISTEN, URL and a log
+# function; sets CRM_PID.
 
 CRM_PID=""
+
+# build_crm: the release binary, unless SKIP_BUILD=1.
+build_crm() {
+  if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    log "building the release binary"
+    (cd "$ROOT" && cargo build --release --bin crm)
+  fi
+}
+
+# fresh_data_dir: wipes $DATA and has `crm serve` create it once (the
+# system store, the admin key, the bundled plugins installed).
+fresh_data_dir() {
+  log "fresh data dir $DATA"
+  rm -rf "$DATA"
+  mkdir -p "$RUN_DIR"
+  : >"$RUN_DIR/crm.log"
+  start_crm
+  stop_crm
+}
+
+# create_tenant NAME: creates the tenant and prints its admin API key.
+create_tenant() {
+  local key
+  key="$("$BIN" --data-dir "$DATA" tenant create "$1" | sed -n 's/^admin API key (shown once): //p')"
+  [[ -n "$key" ]] || { log "no key from tenant create $1" >&2; exit 1; }
+  printf '%s\n' "$key"
+}
 
 stop_crm() {
   [[ -n "$CRM_PID" ]] || return 0
