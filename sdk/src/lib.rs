@@ -163,6 +163,7 @@ mod message;
 mod plugin;
 mod record;
 pub mod signed;
+pub mod standard;
 pub mod text;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

@@ -1,15 +1,14 @@
 //! The objects custom fields may be added to and the names already taken
 //! on them.
 
+use crm_plugin_sdk::standard::{SYSTEM_FIELDS, fields as standard_fields};
+
 use crate::formula::Kind;
 
 /// The standard objects. Custom fields go on these and on every object
 /// another plugin declares (ticket, campaign, …): the manifest asks for
 /// every object (`*`), which an admin grants when enabling the plugin.
 pub const OBJECTS: [&str; 6] = ["company", "contact", "deal", "activity", "pipeline", "pipeline_stage"];
-
-/// Fields the kernel maintains on every record.
-const SYSTEM_FIELDS: [&str; 6] = ["id", "version", "created_at", "updated_at", "deleted_at", "deleted"];
 
 /// Names the GraphQL schema uses beside the fields: a record's `history`
 /// and the `and`, `or` and `not` of its filter input.
@@ -23,77 +22,6 @@ fn standard_relations(object: &str) -> &'static [&'static str] {
         "deal" => &["company", "contact", "pipeline"],
         "activity" => &["company", "contact", "deal"],
         "pipeline_stage" => &["pipeline"],
-        _ => &[],
-    }
-}
-
-/// The kernel's own fields of each standard object (`Metadata::standard`).
-/// The real host is also asked (see `actions::name_in_use`), which covers
-/// fields other plugins add; this list gives the same answer everywhere,
-/// the SDK's test host included.
-fn standard_fields(object: &str) -> &'static [&'static str] {
-    match object {
-        "company" => &[
-            "name",
-            "domain",
-            "industry",
-            "employees",
-            "annual_revenue",
-            "phone",
-            "website",
-            "street",
-            "city",
-            "postal_code",
-            "country",
-            "owner_id",
-        ],
-        "contact" => &[
-            "first_name",
-            "last_name",
-            "email",
-            "phone",
-            "mobile",
-            "title",
-            "company_id",
-            "lifecycle_stage",
-            "lead_status",
-            "owner_id",
-            "source",
-            "lead_score",
-            "email_opt_in",
-            "sms_opt_in",
-            "country",
-            "tags",
-        ],
-        "pipeline" => &["name", "is_default"],
-        "pipeline_stage" => &["pipeline_id", "key", "name", "position", "probability", "is_closed", "is_won"],
-        "deal" => &[
-            "name",
-            "company_id",
-            "contact_id",
-            "pipeline_id",
-            "stage",
-            "amount",
-            "currency",
-            "close_date",
-            "probability",
-            "expected_amount",
-            "owner_id",
-            "close_reason",
-        ],
-        "activity" => &[
-            "kind",
-            "subject",
-            "body",
-            "occurred_at",
-            "due_at",
-            "done",
-            "direction",
-            "company_id",
-            "contact_id",
-            "deal_id",
-            "owner_id",
-        ],
         _ => &[],
     }
 }
@@ -117,7 +45,7 @@ pub fn standard_kind(object: &str, name: &str) -> Option<Result<Kind, String>> {
         | ("pipeline_stage", "is_closed" | "is_won")
         | ("activity", "done") => Kind::Boolean,
         ("deal", "close_date") => Kind::Date,
-        ("activity", "occurred_at" | "due_at") => Kind::Datetime,
+        ("activity", "occurred_at" | "due_at") | ("contact", "email_opt_in_at" | "sms_opt_in_at") => Kind::Datetime,
         ("contact", "tags") => return Some(Err(format!("{name} is a list of tags, which formulas cannot read"))),
         _ => Kind::Text,
     }))
@@ -172,6 +100,17 @@ pub fn reserved(object: &str, name: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_stored_field_of_the_kernels_standard_objects_is_taken() {
+        // Team, consent time and source fields came to the kernel after the
+        // first objects; the SDK's list follows the kernel's metadata.
+        for (object, name) in [("contact", "team_id"), ("contact", "email_opt_in_at"), ("company", "team_id"), ("deal", "team_id"), ("activity", "team_id")] {
+            assert_eq!(reserved(object, name), Some("a standard field"), "{object}.{name}");
+        }
+        assert!(matches!(standard_kind("contact", "sms_opt_in_at"), Some(Ok(Kind::Datetime))));
+        assert!(matches!(standard_kind("contact", "email_opt_in_source"), Some(Ok(Kind::Text))));
+    }
 
     #[test]
     fn names_follow_the_kernel() {

@@ -15,54 +15,10 @@ use crm_plugin_sdk::serde_json::json;
 
 use crate::config::is_field_name;
 
-/// The stored fields of the standard `contact` object and its system
-/// fields: known without asking the host.
-pub const CONTACT_FIELDS: [&str; 24] = [
-    "id",
-    "created_at",
-    "updated_at",
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "mobile",
-    "title",
-    "company_id",
-    "lifecycle_stage",
-    "lead_status",
-    "owner_id",
-    "team_id",
-    "source",
-    "lead_score",
-    "email_opt_in",
-    "email_opt_in_at",
-    "email_opt_in_source",
-    "sms_opt_in",
-    "sms_opt_in_at",
-    "sms_opt_in_source",
-    "country",
-    "tags",
-];
-
-/// The stored fields of the standard `company` object and its system fields.
-pub const COMPANY_FIELDS: [&str; 16] = [
-    "id",
-    "created_at",
-    "updated_at",
-    "name",
-    "domain",
-    "industry",
-    "employees",
-    "annual_revenue",
-    "phone",
-    "website",
-    "street",
-    "city",
-    "postal_code",
-    "country",
-    "owner_id",
-    "team_id",
-];
+/// System fields a merge field may name, besides the standard objects'
+/// stored fields (`crm_plugin_sdk::standard`), which are known without
+/// asking the host.
+const SYSTEM_MERGE_FIELDS: [&str; 3] = ["id", "created_at", "updated_at"];
 
 /// What a merge field refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,8 +193,7 @@ const NO_RECORD: &str = "00000000000000000000000000";
 
 impl Catalog {
     pub fn has(&mut self, object: &'static str, field: &str) -> Result<bool> {
-        let known: &[&str] = if object == "contact" { &CONTACT_FIELDS } else { &COMPANY_FIELDS };
-        if known.contains(&field) {
+        if SYSTEM_MERGE_FIELDS.contains(&field) || crm_plugin_sdk::standard::fields(object).contains(&field) {
             return Ok(true);
         }
         let key = (object.to_owned(), field.to_owned());
