@@ -839,24 +839,38 @@ impl<'t> Tx<'t> {
     fn put_deferred(&mut self) -> Result<(), (usize, Error)> {
         // From here the unique table alone holds the group's values.
         self.deferred_unique.clear();
-        for position in std::mem::take(&mut self.deferred) {
-            let object = self.object(&self.logged[position].object).map_err(|error| (position, error))?;
-            let record = self.logged[position].after.clone();
-            self.check_unique(object, None, &record).map_err(|error| (position, error))?;
-            self.put(object, None, &record).map_err(|error| (position, error))?;
+        self.write_deferred(true)
+    }
+
+    /// Writes the deferred creates as `logged` has them, checking their
+    /// unique values against the table first when `check` is set.
+    fn write_deferred(&mut self, check: bool) -> Result<(), (usize, Error)> {
+        let deferred = std::mem::take(&mut self.deferred);
+        // Borrowed aside, so the records are written without a copy.
+        let logged = std::mem::take(&mut self.logged);
+        let mut outcome = Ok(());
+        for position in deferred {
+            let change = &logged[position];
+            let written = self.object(&change.object).and_then(|object| {
+                if check {
+                    self.check_unique(object, None, &change.after)?;
+                }
+                self.put(object, None, &change.after)
+            });
+            if let Err(error) = written {
+                outcome = Err((position, error));
+                break;
+            }
         }
-        Ok(())
+        self.logged = logged;
+        outcome
     }
 
     /// Writes every deferred create now, as it stands: for a change that
     /// must see them in the tables (an upsert whose key one of them holds).
     /// Hook patches then write them a second time.
     fn flush_deferred(&mut self) -> Result<()> {
-        for position in std::mem::take(&mut self.deferred) {
-            let object = self.object(&self.logged[position].object)?;
-            let record = self.logged[position].after.clone();
-            self.put(object, None, &record)?;
-        }
+        self.write_deferred(false).map_err(|(_, error)| error)?;
         self.deferred_unique.clear();
         Ok(())
     }
@@ -1302,8 +1316,11 @@ impl<'t> Tx<'t> {
                 continue;
             }
             let key = encoding::unique_key(&object.name, &field.name, value);
-            let deferred = self.deferred_unique.get(&key).map(|id| id.0);
-            if let Some(holder) = deferred.or(self.unique.get(key.as_slice())?.map(|id| id.value()))
+            let holder = match self.deferred_unique.get(&key) {
+                Some(id) => Some(id.0),
+                None => self.unique.get(key.as_slice())?.map(|id| id.value()),
+            };
+            if let Some(holder) = holder
                 && holder != record.id.0
             {
                 return Err(Error {
