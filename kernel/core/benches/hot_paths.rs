@@ -1,6 +1,6 @@
 //! The in-process hot paths of the record store: record encode and decode,
-//! index lookups and filtered pages on a real store on disk, and filter
-//! evaluation.
+//! sealing an audit diff's personal values, index lookups and filtered
+//! pages on a real store on disk, and filter evaluation.
 //!
 //! The store is a tenant in a temp directory holding 10,000 companies and
 //! 100,000 contacts shaped like `crm seed` data (kernel/server/src/seed.rs),
@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use crm_core::encoding::{decode_record, encode_record};
+use crm_core::seal::RecordKey;
 use crm_core::{
     Actor, Condition, Fields, Filter, Kernel, ListQuery, Mutation, PageRequest, Record, RecordId, StoreOptions, TenantStore,
     Value, WriteRequest,
@@ -316,9 +317,31 @@ fn filters(c: &mut Criterion) {
     group.finish();
 }
 
+/// Sealing the audit values of a contact's create: every non-null field of
+/// the realistic contact, with one sealer for the record as the writer does.
+fn sealing(c: &mut Criterion) {
+    let contact = realistic_contact();
+    let values: Vec<(String, Value)> =
+        contact.fields.iter().filter(|(_, value)| !value.is_null()).map(|(field, value)| (field.clone(), value.clone())).collect();
+    let key = RecordKey::generate();
+    let mut group = c.benchmark_group("audit");
+    group.bench_function(format!("seal a contact's create ({} values)", values.len()), |b| {
+        b.iter(|| {
+            let sealer = key.sealer();
+            for (field, value) in &values {
+                black_box(sealer.seal("contact", contact.id, field, value).expect("seal"));
+            }
+        })
+    });
+    let sealed = key.seal("contact", contact.id, "email", contact.get("email")).expect("seal");
+    assert_eq!(key.open("contact", contact.id, "email", &sealed).as_ref(), Some(contact.get("email")));
+    group.bench_function("open one value", |b| b.iter(|| black_box(key.open("contact", contact.id, "email", black_box(&sealed)))));
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = encoding, filters, lookups
+    targets = encoding, sealing, filters, lookups
 }
 criterion_main!(benches);

@@ -185,8 +185,10 @@ mod tests {
         let ms = normalize(&at, Value::Text("2026-01-31T09:30:00Z".into())).unwrap();
         assert_eq!(format_datetime(ms.as_f64().unwrap() as i64), "2026-01-31T09:30:00.000Z");
         let title = field("contact", "title");
-        let error = normalize(&title, Value::Text("\0sealed:1:AAAA".into())).unwrap_err();
-        assert_eq!(error.field.as_deref(), Some("title"));
+        for sealed in ["\0sealed:1:AAAA", "\0sealed:2:AAAA"] {
+            let error = normalize(&title, Value::Text(sealed.into())).unwrap_err();
+            assert_eq!(error.field.as_deref(), Some("title"));
+        }
         assert_eq!(normalize(&email, Value::Text("\0a@b.example".into())).unwrap_err().field.as_deref(), Some("email"));
         assert_eq!(normalize(&title, Value::Text("a\0b".into())).unwrap(), Value::Text("a\0b".into()));
         let tags = field("contact", "tags");

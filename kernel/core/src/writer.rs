@@ -1447,10 +1447,10 @@ impl<'t> Tx<'t> {
             }
         }
         if seal::is_personal(&object.name) && !diff.is_empty() {
-            let key = self.record_key(&object.name, after.id, op == ChangeOp::Created)?;
+            let sealer = self.record_key(&object.name, after.id, op == ChangeOp::Created)?.sealer();
             for change in &mut diff {
-                change.before = key.seal(&object.name, after.id, &change.field, &change.before)?;
-                change.after = key.seal(&object.name, after.id, &change.field, &change.after)?;
+                change.before = sealer.seal(&object.name, after.id, &change.field, &change.before)?;
+                change.after = sealer.seal(&object.name, after.id, &change.field, &change.after)?;
             }
         }
         self.append_audit(request.actor.clone(), request.request_id.clone(), &object.name, after.id, op, diff)?;
