@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{Actor, ChangeOp};
 use crate::error::{Error, Result};
 use crate::metadata::{FieldDef, FieldType, Metadata, ObjectDef, SYSTEM_FIELDS};
-use crate::value::Record;
+use crate::value::{Record, Value};
+use crate::writer::Fields;
 
 /// Interface versions this kernel can host.
 pub const SUPPORTED_APIS: &[&str] = &["0.1.0"];
@@ -574,13 +575,61 @@ pub fn tenant_metadata(standard: &Metadata, plugins: &[(&PluginManifest, &Schema
     Ok(metadata)
 }
 
-/// A change about to be written, as before-write hooks see it.
+/// A change about to be written, as before-write hooks see it: the record
+/// as the request left it, borrowed from the writer, and what the hooks so
+/// far set on it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PendingChange {
-    pub object: String,
+pub struct PendingChange<'a> {
+    pub object: &'a str,
     pub op: ChangeOp,
-    pub before: Option<Record>,
-    pub after: Record,
+    pub before: Option<&'a Record>,
+    /// The record as the request left it; hooks change it through
+    /// [`PendingChange::set`], which keeps the change in `patch`.
+    pub after: &'a Record,
+    /// What the hooks set, later hooks over earlier ones: a field to a
+    /// value, or to [`Value::Null`] to clear it.
+    pub patch: Fields,
+}
+
+impl<'a> PendingChange<'a> {
+    pub fn new(object: &'a str, op: ChangeOp, before: Option<&'a Record>, after: &'a Record) -> PendingChange<'a> {
+        PendingChange { object, op, before, after, patch: Fields::new() }
+    }
+
+    /// A field as the hooks so far leave it.
+    pub fn get(&self, field: &str) -> &Value {
+        self.patch.get(field).unwrap_or_else(|| self.after.get(field))
+    }
+
+    /// Sets a field of the record to be written; [`Value::Null`] clears it.
+    pub fn set(&mut self, field: impl Into<String>, value: Value) {
+        self.patch.insert(field.into(), value);
+    }
+
+    /// The fields of the record to be written, as the hooks so far leave
+    /// them (cleared ones absent), in name order.
+    pub fn fields(&self) -> impl Iterator<Item = (&String, &Value)> {
+        let mut kept = self.after.fields.iter().peekable();
+        let mut set = self.patch.iter().peekable();
+        std::iter::from_fn(move || {
+            loop {
+                let next = match (kept.peek(), set.peek()) {
+                    (Some((a, _)), Some((b, _))) if a < b => kept.next(),
+                    (Some((a, _)), Some((b, _))) if a == b => {
+                        kept.next();
+                        set.next()
+                    }
+                    (Some(_), Some(_)) | (None, Some(_)) => set.next(),
+                    (Some(_), None) => kept.next(),
+                    (None, None) => return None,
+                };
+                match next {
+                    Some((_, value)) if value.is_null() => continue,
+                    next => return next,
+                }
+            }
+        })
+    }
 }
 
 /// The requests a hook runs for: one actor's, committed together.
@@ -600,10 +649,10 @@ pub trait WriteHooks: Send + Sync {
     fn covers(&self, object: &str, op: ChangeOp) -> bool;
 
     /// Runs the hooks on `changes`. A hook may set or clear fields of each
-    /// `after` record. A failure names the change it is about when one
+    /// record to be written ([`PendingChange::set`]). A failure names the change it is about when one
     /// change is to blame (a rejection), so the writer fails only that
     /// change's request.
-    fn before_write(&self, call: HookCall<'_>, changes: &mut [PendingChange]) -> std::result::Result<(), HookFailure>;
+    fn before_write(&self, call: HookCall<'_>, changes: &mut [PendingChange<'_>]) -> std::result::Result<(), HookFailure>;
 }
 
 /// Why before-write hooks refused a group of changes.
@@ -741,6 +790,32 @@ pub trait PluginRuntime: Send + Sync {
 mod tests {
     use super::*;
     use crate::metadata::FieldType;
+
+    #[test]
+    fn a_pending_change_reads_as_its_record_with_the_hooks_patch_over_it() {
+        let int = Value::Int;
+        let after = Record {
+            id: crate::ids::RecordId::generate(),
+            version: 1,
+            created_at: 0,
+            updated_at: 0,
+            deleted_at: None,
+            fields: [("a", 1), ("c", 3), ("e", 5), ("g", 7)].map(|(name, value)| (name.to_string(), int(value))).into(),
+        };
+        let mut change = PendingChange::new("contact", ChangeOp::Created, None, &after);
+        assert_eq!(change.fields().count(), 4);
+        change.set("b", int(2));
+        change.set("c", Value::Null);
+        change.set("e", int(6));
+        change.set("f", Value::Null);
+        change.set("h", int(8));
+        let seen: Vec<(&str, &Value)> = change.fields().map(|(name, value)| (name.as_str(), value)).collect();
+        assert_eq!(seen, [("a", &int(1)), ("b", &int(2)), ("e", &int(6)), ("g", &int(7)), ("h", &int(8))]);
+        assert_eq!(change.get("c"), &Value::Null);
+        assert_eq!(change.get("e"), &int(6));
+        assert_eq!(change.get("g"), &int(7));
+        assert_eq!(after.get("e"), &int(5), "the record itself is left as it was");
+    }
 
     fn manifest(id: &str) -> PluginManifest {
         PluginManifest {

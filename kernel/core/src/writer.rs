@@ -781,12 +781,7 @@ impl<'t> Tx<'t> {
         for (position, logged) in self.logged.iter().enumerate() {
             if hooks.covers(&logged.object, logged.op) {
                 positions.push(position);
-                changes.push(PendingChange {
-                    object: logged.object.clone(),
-                    op: logged.op,
-                    before: logged.before.clone(),
-                    after: logged.after.clone(),
-                });
+                changes.push(PendingChange::new(&logged.object, logged.op, logged.before.as_ref(), &logged.after));
             }
         }
         if changes.is_empty() {
@@ -801,32 +796,31 @@ impl<'t> Tx<'t> {
             let owner = failure.change.and_then(|change| positions.get(change).copied()).and_then(owner);
             return Err((owner, failure.error));
         }
+        // What the hooks changed: a value set that differs, a field cleared
+        // that was there.
+        let patches: Vec<(usize, Fields)> = positions
+            .into_iter()
+            .zip(changes)
+            .filter_map(|(position, change)| {
+                let after = change.after;
+                let mut patch = change.patch;
+                patch.retain(|name, value| match value {
+                    Value::Null => after.fields.get(name).is_some_and(|old| !old.is_null()),
+                    value => after.fields.get(name) != Some(value),
+                });
+                (!patch.is_empty() && !matches!(change.op, ChangeOp::Deleted)).then_some((position, patch))
+            })
+            .collect();
+        if patches.is_empty() {
+            return Ok(true);
+        }
         // Where each record's changes are in `logged`, made once for all patches.
-        let mut changes_of: Option<HashMap<RecordId, Vec<usize>>> = None;
-        for (position, change) in positions.into_iter().zip(changes) {
-            let logged = &self.logged[position];
-            if change.after.fields == logged.after.fields || matches!(logged.op, ChangeOp::Deleted) {
-                continue;
-            }
-            let changes_of = changes_of.get_or_insert_with(|| {
-                let mut map: HashMap<RecordId, Vec<usize>> = HashMap::new();
-                for (position, logged) in self.logged.iter().enumerate() {
-                    map.entry(logged.after.id).or_default().push(position);
-                }
-                map
-            });
-            let same_record = changes_of.get(&logged.after.id).map(Vec::as_slice).unwrap_or_default();
-            let mut patch = Fields::new();
-            for (name, value) in &change.after.fields {
-                if logged.after.fields.get(name) != Some(value) {
-                    patch.insert(name.clone(), value.clone());
-                }
-            }
-            for name in logged.after.fields.keys() {
-                if !change.after.fields.contains_key(name) {
-                    patch.insert(name.clone(), Value::Null);
-                }
-            }
+        let mut changes_of: HashMap<RecordId, Vec<usize>> = HashMap::new();
+        for (position, logged) in self.logged.iter().enumerate() {
+            changes_of.entry(logged.after.id).or_default().push(position);
+        }
+        for (position, patch) in patches {
+            let same_record = changes_of.get(&self.logged[position].after.id).map(Vec::as_slice).unwrap_or_default();
             self.patch(position, same_record, patch).map_err(|error| (owner(position), error))?;
         }
         Ok(true)
@@ -889,7 +883,17 @@ impl<'t> Tx<'t> {
         }
         // The record as this transaction last wrote it: the newest logged state.
         let newest = same_record.last().copied().ok_or_else(|| Error::internal("patched record vanished"))?;
-        let current = self.logged[newest].after.clone();
+        // Its fields are taken out while the checks run and put back, or
+        // replaced by the patched ones, after.
+        let head = &self.logged[newest].after;
+        let current = Record {
+            id: head.id,
+            version: head.version,
+            created_at: head.created_at,
+            updated_at: head.updated_at,
+            deleted_at: head.deleted_at,
+            fields: std::mem::take(&mut self.logged[newest].after.fields),
+        };
         let mut after = current.clone();
         for (name, value) in &patch {
             if value.is_null() {
@@ -898,8 +902,25 @@ impl<'t> Tx<'t> {
                 after.fields.insert(name.clone(), value.clone());
             }
         }
-        self.object_rules(object, Some(&current), &mut after, &patch)?;
-        self.check_references(object, Some(&current), &after)?;
+        if let Err(error) = self.check_patched(object, newest, &current, &mut after, &patch) {
+            self.logged[newest].after.fields = current.fields;
+            return Err(error);
+        }
+        // Later changes of the same record in this request build on it; the
+        // newest takes the patched fields themselves.
+        for &later in same_record.iter().filter(|&&later| later >= position && later != newest) {
+            self.logged[later].after.fields = after.fields.clone();
+        }
+        self.logged[newest].after.fields = after.fields;
+        Ok(())
+    }
+
+    /// The checks and writes of a patched record: the kernel's rules,
+    /// references, and its unique values (held for a create still waiting
+    /// for its first write, else checked and written).
+    fn check_patched(&mut self, object: &ObjectDef, newest: usize, current: &Record, after: &mut Record, patch: &Fields) -> Result<()> {
+        self.object_rules(object, Some(current), after, patch)?;
+        self.check_references(object, Some(current), after)?;
         if self.deferred.binary_search(&newest).is_ok() {
             // A create still waiting for its first write: checked and
             // written in `put_deferred`; meanwhile it holds its new values.
@@ -915,12 +936,8 @@ impl<'t> Tx<'t> {
                 }
             }
         } else {
-            self.check_unique(object, Some(&current), &after)?;
-            self.put(object, Some(&current), &after)?;
-        }
-        // Later changes of the same record in this request build on it.
-        for &later in same_record.iter().filter(|&&later| later >= position) {
-            self.logged[later].after.fields = after.fields.clone();
+            self.check_unique(object, Some(current), after)?;
+            self.put(object, Some(current), after)?;
         }
         Ok(())
     }

@@ -23,10 +23,10 @@ impl WriteHooks for Recording {
         object == "contact" && op == ChangeOp::Created
     }
 
-    fn before_write(&self, call: HookCall<'_>, changes: &mut [PendingChange]) -> Result<(), HookFailure> {
+    fn before_write(&self, call: HookCall<'_>, changes: &mut [PendingChange<'_>]) -> Result<(), HookFailure> {
         self.calls.lock().unwrap().push((changes.len(), call.request_id.map(str::to_string)));
         for (index, change) in changes.iter_mut().enumerate() {
-            match change.after.get("first_name") {
+            match change.get("first_name") {
                 Value::Text(name) if name == "gate" => {
                     self.entered.lock().unwrap().send(()).unwrap();
                     self.release.lock().unwrap().recv_timeout(Duration::from_secs(30)).unwrap();
@@ -39,7 +39,7 @@ impl WriteHooks for Recording {
                 }
                 _ => {}
             }
-            change.after.fields.insert("title".into(), Value::Text("hooked".into()));
+            change.set("title", Value::Text("hooked".into()));
         }
         Ok(())
     }

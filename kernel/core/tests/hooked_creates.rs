@@ -19,15 +19,15 @@ impl WriteHooks for Patching {
         object == "contact" && matches!(op, ChangeOp::Created | ChangeOp::Updated)
     }
 
-    fn before_write(&self, _call: HookCall<'_>, changes: &mut [PendingChange]) -> Result<(), HookFailure> {
+    fn before_write(&self, _call: HookCall<'_>, changes: &mut [PendingChange<'_>]) -> Result<(), HookFailure> {
         for change in changes.iter_mut() {
-            if let Value::Text(name) = change.after.get("first_name")
+            if let Value::Text(name) = change.get("first_name")
                 && let Some(email) = name.strip_prefix("to:")
             {
                 let email = Value::Text(email.to_string());
-                change.after.fields.insert("email".into(), email);
+                change.set("email", email);
             }
-            change.after.fields.insert("country".into(), Value::Text("NZ".into()));
+            change.set("country", Value::Text("NZ".into()));
         }
         Ok(())
     }

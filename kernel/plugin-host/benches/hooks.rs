@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crm_core::plugin::{EnableOptions, HookCall, HookFailure, PendingChange, PluginRuntime, WriteHooks};
-use crm_core::{Actor, Fields, Kernel, Mutation, StoreOptions, Value, WriteRequest};
+use crm_core::{Actor, Fields, Kernel, Mutation, Record, StoreOptions, Value, WriteRequest};
 use crm_plugin_host::PluginHost;
 
 /// The server's allocator (kernel/server/src/main.rs), so the figures are
@@ -83,7 +83,7 @@ impl WriteHooks for Timed {
         self.inner.covers(object, op)
     }
 
-    fn before_write(&self, call: HookCall<'_>, changes: &mut [PendingChange]) -> Result<(), HookFailure> {
+    fn before_write(&self, call: HookCall<'_>, changes: &mut [PendingChange<'_>]) -> Result<(), HookFailure> {
         let started = Instant::now();
         let outcome = self.inner.before_write(call, changes);
         self.calls.lock().unwrap().push(started.elapsed());
@@ -113,26 +113,27 @@ async fn bulk_write(kernel: &Kernel, tenant: &crm_core::TenantId, mutations: &[M
 
 /// The creates as the hook leaves them.
 fn patched(hooks: &dyn WriteHooks, mutations: &[Mutation]) -> Vec<Mutation> {
-    let mut changes: Vec<PendingChange> = mutations.iter().map(pending_create).collect();
+    let records: Vec<Record> = mutations.iter().map(created).collect();
+    let mut changes: Vec<PendingChange> = records.iter().map(pending).collect();
     hooks.before_write(call_of(&Actor::cli()), &mut changes).unwrap();
-    changes.into_iter().map(|change| Mutation::Create { object: change.object, fields: change.after.fields }).collect()
+    changes
+        .iter()
+        .map(|change| Mutation::Create {
+            object: change.object.to_owned(),
+            fields: change.fields().map(|(name, value)| (name.clone(), value.clone())).collect(),
+        })
+        .collect()
 }
 
-fn pending_create(mutation: &Mutation) -> PendingChange {
-    let Mutation::Create { object, fields } = mutation else { unreachable!("creates only") };
-    PendingChange {
-        object: object.clone(),
-        op: crm_core::ChangeOp::Created,
-        before: None,
-        after: crm_core::Record {
-            id: crm_core::RecordId::generate(),
-            version: 1,
-            created_at: 0,
-            updated_at: 0,
-            deleted_at: None,
-            fields: fields.clone(),
-        },
-    }
+/// The record a contact create writes.
+fn created(mutation: &Mutation) -> Record {
+    let Mutation::Create { fields, .. } = mutation else { unreachable!("creates only") };
+    Record { id: crm_core::RecordId::generate(), version: 1, created_at: 0, updated_at: 0, deleted_at: None, fields: fields.clone() }
+}
+
+/// The change a hook sees for the create of `record`.
+fn pending(record: &Record) -> PendingChange<'_> {
+    PendingChange::new("contact", crm_core::ChangeOp::Created, None, record)
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -165,25 +166,27 @@ async fn main() {
     // 1,000-change batch.
     let active = kernel.active_plugins(&hooked.id).unwrap();
     let hooks = host.write_hooks(&hooked.id, &active).expect("patcher has a before-write hook");
-    let pending = |i: usize| pending_create(&contact(i));
+    let record = |i: usize| created(&contact(i));
     let singles: Vec<Mutation> = (0..100).map(contact).collect();
     let bulk: Vec<Mutation> = (0..1000).map(contact).collect();
     let (patched_singles, patched_bulk) = (patched(hooks.as_ref(), &singles), patched(hooks.as_ref(), &bulk));
     let actor = Actor::cli();
     let blocking = tokio::task::spawn_blocking(move || {
         for i in 0..200 {
-            hooks.before_write(call_of(&actor), &mut [pending(i)]).unwrap();
+            hooks.before_write(call_of(&actor), &mut [pending(&record(i))]).unwrap();
         }
         let mut one = Vec::new();
         for i in 0..5000 {
-            let mut changes = [pending(i)];
+            let record = record(i);
+            let mut changes = [pending(&record)];
             let started = Instant::now();
             hooks.before_write(call_of(&actor), &mut changes).unwrap();
             one.push(started.elapsed());
         }
         let mut batch = Vec::new();
         for round in 0..50 {
-            let mut changes: Vec<_> = (0..1000).map(|i| pending(round * 1000 + i)).collect();
+            let records: Vec<Record> = (0..1000).map(|i| record(round * 1000 + i)).collect();
+            let mut changes: Vec<_> = records.iter().map(pending).collect();
             let started = Instant::now();
             hooks.before_write(call_of(&actor), &mut changes).unwrap();
             batch.push(started.elapsed());

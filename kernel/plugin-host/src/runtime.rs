@@ -503,7 +503,7 @@ impl WriteHooks for TenantHooks {
         self.plugins.iter().any(|plugin| plugin.active.manifest.hooks.iter().any(|hook| hook.matches(HookKind::BeforeWrite, object, op)))
     }
 
-    fn before_write(&self, call: HookCall<'_>, changes: &mut [PendingChange]) -> std::result::Result<(), HookFailure> {
+    fn before_write(&self, call: HookCall<'_>, changes: &mut [PendingChange<'_>]) -> std::result::Result<(), HookFailure> {
         let host = &self.host;
         let kernel = host.kernel()?;
         let store = kernel.tenant(&self.tenant)?;
@@ -514,7 +514,7 @@ impl WriteHooks for TenantHooks {
             let mut selected = Vec::new();
             let mut failure = FailurePolicy::FailOpen;
             for (index, change) in changes.iter().enumerate() {
-                if let Some(hook) = manifest.hooks.iter().find(|hook| hook.matches(HookKind::BeforeWrite, &change.object, change.op)) {
+                if let Some(hook) = manifest.hooks.iter().find(|hook| hook.matches(HookKind::BeforeWrite, change.object, change.op)) {
                     selected.push(index);
                     if hook.failure == FailurePolicy::FailClosed {
                         failure = FailurePolicy::FailClosed;
@@ -528,13 +528,13 @@ impl WriteHooks for TenantHooks {
                 .iter()
                 .map(|&index| {
                     let change = &changes[index];
-                    let visible = |field: &str| grants.allows_field(&change.object, field, crm_core::plugin::Access::Read);
+                    let visible = |field: &str| grants.allows_field(change.object, field, crm_core::plugin::Access::Read);
                     wit::Change {
-                        object: change.object.clone(),
+                        object: change.object.to_owned(),
                         op: convert::op_to_wit(change.op),
                         id: change.after.id.to_string(),
-                        before: change.before.as_ref().map(|before| convert::fields_to_wit(&before.fields, visible)),
-                        after: convert::fields_to_wit(&change.after.fields, visible),
+                        before: change.before.map(|before| convert::fields_to_wit(&before.fields, visible)),
+                        after: convert::fields_to_wit(change.fields(), visible),
                     }
                 })
                 .collect();
@@ -593,16 +593,12 @@ impl WriteHooks for TenantHooks {
                             change: Some(index),
                         })?;
                         for (name, value) in fields {
-                            if !grants.allows_field(&change.object, &name, access) {
+                            if !grants.allows_field(change.object, &name, access) {
                                 let message = format!("plugin {plugin} patched {}.{name}, which it may not write", change.object);
                                 host.finish(&self.tenant, plugin, &HostState::new(empty_scope(), 0), 0, Some(&message));
                                 return Err(HookFailure { error: Error::new(ErrorKind::PluginFailed, message), change: Some(index) });
                             }
-                            if value.is_null() {
-                                change.after.fields.remove(&name);
-                            } else {
-                                change.after.fields.insert(name, value);
-                            }
+                            change.set(name, value);
                         }
                     }
                 }
