@@ -80,6 +80,9 @@ pub struct Published {
 pub(crate) struct Shared {
     pub(crate) metadata: RwLock<Arc<Metadata>>,
     pub(crate) hooks: RwLock<Option<Arc<dyn WriteHooks>>>,
+    /// Whether the writer's last commit was a deferred (non-durable) one:
+    /// some committed writes are not on disk yet.
+    pub(crate) unsynced: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -127,7 +130,7 @@ impl TenantStore {
         let db = Arc::new(open_database(path, options.cache_bytes)?);
         writer::initialize(&db, &metadata)?;
         let (events, _) = broadcast::channel(4096);
-        let shared = Arc::new(Shared { metadata: RwLock::new(metadata), hooks: RwLock::new(None) });
+        let shared = Arc::new(Shared { metadata: RwLock::new(metadata), hooks: RwLock::new(None), unsynced: Default::default() });
         let writer = WriterHandle::start(id.clone(), db.clone(), shared.clone(), events.clone(), options.max_batch)?;
         Ok(Arc::new(TenantStore { id, db, shared, writer, events, reads: AtomicU64::new(0) }))
     }
@@ -190,9 +193,21 @@ impl TenantStore {
     }
 
     /// A durable commit: every deferred write committed before it is on
-    /// disk when this returns.
+    /// disk when this returns. Commits nothing when no deferred write is
+    /// waiting for one.
     pub fn sync_blocking(&self) -> Result<()> {
         self.write_blocking(WriteRequest::effects(crate::Actor::system(), Vec::new())).map(|_| ())
+    }
+
+    /// `sync_blocking` for async callers.
+    pub async fn sync(&self) -> Result<()> {
+        self.write(WriteRequest::effects(crate::Actor::system(), Vec::new())).await.map(|_| ())
+    }
+
+    /// Whether deferred writes are committed but not yet durable (no
+    /// durable commit followed them).
+    pub fn unsynced(&self) -> bool {
+        self.shared.unsynced.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Submits many independent requests at once; each succeeds or fails on

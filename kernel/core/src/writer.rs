@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
@@ -76,10 +77,13 @@ pub struct WriteRequest {
     pub guard: Option<WriteGuard>,
     /// Committed without waiting for the disk: visible at once, durable
     /// with the tenant's next durable commit. A plugin's writes inside one
-    /// call are deferred and the call ends with a durable commit
-    /// (`TenantStore::sync_blocking`) before its outcome is recorded, so a
-    /// crash loses only writes of calls that will be made again. A batch
-    /// holding any request that is not deferred commits durably.
+    /// call are deferred. A call someone waits for (an action, a route)
+    /// ends with a durable commit (`TenantStore::sync_blocking`) before it
+    /// answers; a delivery's or a timer's writes stay deferred, and so does
+    /// the cursor or timer record written after them, so neither is ever
+    /// durable without the other's predecessors and a crash loses only
+    /// calls that will be made again. A batch holding any request that is
+    /// not deferred commits durably.
     pub deferred: bool,
 }
 
@@ -449,6 +453,14 @@ impl Writer {
     }
 
     fn commit_jobs(&mut self, mut jobs: Vec<Job>) {
+        let unsynced = &self.shared.unsynced;
+        if !unsynced.load(Ordering::Acquire) && jobs.iter().all(|job| job.request.mutations.is_empty() && job.request.effects.is_empty()) {
+            // Syncs with nothing to make durable: the last commit was.
+            for job in jobs {
+                let _ = job.reply.send(Ok(Vec::new()));
+            }
+            return;
+        }
         let metadata = self.shared.metadata();
         let hooks = self.shared.hooks();
         // Requests of one actor share one before-write call; after a hook
@@ -506,14 +518,18 @@ impl Writer {
                 let _ = job.reply.send(Err(error));
                 continue;
             }
-            if jobs.iter().all(|job| job.request.deferred)
-                && let Err(error) = txn.set_durability(redb::Durability::None)
-            {
-                tracing::warn!(%error, "committing deferred writes durably");
+            let mut durable = true;
+            if jobs.iter().all(|job| job.request.deferred) {
+                match txn.set_durability(redb::Durability::None) {
+                    Ok(()) => durable = false,
+                    Err(error) => tracing::warn!(%error, "committing deferred writes durably"),
+                }
             }
             if let Err(error) = txn.commit() {
                 return reply_all(jobs, Error::from(error));
             }
+            // A durable commit makes every earlier deferred one durable too.
+            self.shared.unsynced.store(!durable, Ordering::Release);
             self.state = state;
             for event in published {
                 // No subscribers is not an error.

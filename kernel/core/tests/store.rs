@@ -278,6 +278,36 @@ fn data_survives_reopen_and_the_audit_chain_continues() {
     assert_eq!(store.get("contact", ada.record.id).expect("get"), Some(ada.record));
 }
 
+#[test]
+fn deferred_writes_wait_for_the_next_durable_commit() {
+    let runtime = runtime();
+    let Fixture { store, kernel, tenant, dir } = open();
+    let deferred = |first_name: &str| WriteRequest { deferred: true, ..request(vec![contact(first_name, None)]) };
+    assert!(!store.unsynced());
+    runtime.block_on(store.sync()).expect("a sync with nothing to make durable");
+    assert!(!store.unsynced());
+
+    runtime.block_on(store.write(deferred("Ada"))).expect("deferred write");
+    assert!(store.unsynced(), "a deferred commit is not durable yet");
+    assert_eq!(contact_count(&store, false), 1, "but visible at once");
+    write_one(&runtime, &store, contact("Grace", None)).expect("durable write");
+    assert!(!store.unsynced(), "a durable commit makes the deferred one before it durable too");
+
+    runtime.block_on(store.write(deferred("Alan"))).expect("deferred write");
+    assert!(store.unsynced());
+    runtime.block_on(store.sync()).expect("sync");
+    assert!(!store.unsynced());
+    runtime.block_on(store.sync()).expect("a second sync");
+    assert!(!store.unsynced());
+
+    drop(store);
+    drop(kernel);
+    let kernel = Kernel::open(dir.path(), StoreOptions::default()).expect("reopen kernel");
+    let store = kernel.tenant(&tenant).expect("reopen tenant");
+    assert_eq!(contact_count(&store, false), 3);
+    assert!(!store.unsynced());
+}
+
 fn default_pipeline(store: &TenantStore) -> RecordId {
     let bytes = store.reader().expect("reader").meta("default_pipeline").expect("meta").expect("seeded");
     RecordId::from_bytes(bytes.try_into().expect("16 bytes"))

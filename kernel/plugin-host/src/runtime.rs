@@ -193,9 +193,25 @@ impl PluginHost {
         }
     }
 
-    /// Runs one export in a fresh instance and books the outcome.
+    /// Runs one export in a fresh instance and books the outcome; the
+    /// call's writes are durable before the outcome counts.
     fn run<R>(
         &self,
+        tenant: &TenantId,
+        store: &Arc<TenantStore>,
+        prepared: &Prepared,
+        phase: Phase,
+        request_id: Option<&str>,
+        f: impl FnOnce(&crate::bindings::CrmPlugin, &mut wasmtime::Store<HostState>) -> wasmtime::Result<std::result::Result<R, String>>,
+        size: impl FnOnce(&R) -> usize,
+    ) -> std::result::Result<R, String> {
+        self.run_with(Writes::Durable, tenant, store, prepared, phase, request_id, f, size)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_with<R>(
+        &self,
+        writes: Writes,
         tenant: &TenantId,
         store: &Arc<TenantStore>,
         prepared: &Prepared,
@@ -214,7 +230,7 @@ impl PluginHost {
         });
         // The call's writes were deferred: one durable commit for all of
         // them, whatever the call's outcome, before the outcome counts.
-        let synced = if state.wrote.get() {
+        let synced = if state.wrote.get() && writes == Writes::Durable {
             store.sync_blocking().map_err(|error| format!("wrote records that could not be made durable: {}", error.message))
         } else {
             Ok(())
@@ -642,6 +658,26 @@ fn event_to_wit(reader: &crm_core::Reader<'_>, grants: &crm_core::plugin::Capabi
     }
 }
 
+/// When a plugin call's writes (deferred, as every host write) become
+/// durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    /// Before the call's outcome counts: someone waits for its answer (an
+    /// action, a route).
+    Durable,
+    /// With the tenant's next durable commit: a delivery or a timer, whose
+    /// bookkeeping (the cursor, the timer's removal) is written deferred
+    /// after the call, so it is never durable while the call's writes are
+    /// not; a crash before then means the call is made again. The delivery
+    /// worker makes a durable commit when the tenant has been quiet for
+    /// [`SYNC_WHEN_QUIET_MS`].
+    Deferred,
+}
+
+/// How long the delivery worker waits for another commit to make its
+/// deferred writes durable before it makes one itself.
+const SYNC_WHEN_QUIET_MS: i64 = 20;
+
 /// Retry bookkeeping of one plugin's delivery or one timer.
 #[derive(Default, Clone)]
 struct Attempts {
@@ -694,7 +730,7 @@ async fn worker(
             (state, wake)
         })
         .await;
-        let wake_in = match pass {
+        let mut wake_in = match pass {
             Ok((state, wake)) => {
                 attempts = state;
                 wake.map(|at| (at - crm_core::clock::now_ms()).clamp(0, 1000)).unwrap_or(1000)
@@ -704,10 +740,21 @@ async fn worker(
                 1000
             }
         };
+        // Under load the clients' durable commits make the deliveries'
+        // deferred writes durable; when the tenant falls quiet, one durable
+        // commit of its own does.
+        let unsynced = store.unsynced();
+        if unsynced {
+            wake_in = wake_in.min(SYNC_WHEN_QUIET_MS);
+        }
         tokio::select! {
             changed = plugins.changed() => if changed.is_err() { return },
             _ = events.recv() => {},
-            _ = tokio::time::sleep(Duration::from_millis(wake_in as u64)) => {},
+            _ = tokio::time::sleep(Duration::from_millis(wake_in as u64)) => {
+                if unsynced && let Err(error) = store.sync().await {
+                    tracing::error!(%error, "cannot make plugin deliveries durable");
+                }
+            },
         }
     }
 }
@@ -782,7 +829,8 @@ fn deliver(
         let advance = |effects: Vec<Effect>| {
             let mut all = effects;
             all.push(Effect::Cursor { plugin: id.clone(), seq: last_seq });
-            if let Err(error) = store.write_blocking(WriteRequest::effects(Actor::system(), all)) {
+            let request = WriteRequest { deferred: true, ..WriteRequest::effects(Actor::system(), all) };
+            if let Err(error) = store.write_blocking(request) {
                 tracing::error!(%error, "cannot record plugin delivery");
             }
         };
@@ -798,7 +846,8 @@ fn deliver(
             }
         };
         let context = host.context(tenant, plugin, &Actor::system(), None);
-        let result = host.run(
+        let result = host.run_with(
+            Writes::Deferred,
             tenant,
             store,
             &prepared,
@@ -871,7 +920,8 @@ fn fire_timers(
         }
         let Ok(prepared) = host.prepare(plugin) else { continue };
         let context = host.context(tenant, plugin, &Actor::system(), None);
-        let result = host.run(
+        let result = host.run_with(
+            Writes::Deferred,
             tenant,
             store,
             &prepared,
@@ -906,7 +956,7 @@ fn fire_timers(
                 }
             },
         };
-        if let Err(error) = store.write_blocking(WriteRequest::effects(Actor::system(), effects)) {
+        if let Err(error) = store.write_blocking(WriteRequest { deferred: true, ..WriteRequest::effects(Actor::system(), effects) }) {
             tracing::error!(%error, "cannot record a fired timer");
         }
     }

@@ -183,6 +183,9 @@ async fn after_commit_writes_and_timers_fire() {
     let activity = store.reader().unwrap().all(&ListQuery::new("activity")).unwrap().remove(0);
     let history = store.reader().unwrap().history("activity", activity.id).unwrap();
     assert_eq!(history[0].actor.0, "plugin:follow-up@0.1.0");
+    // The delivery's and the timer's writes were deferred; with no client
+    // write to carry them, the worker makes them durable itself once quiet.
+    assert!(eventually(|| !store.unsynced()).await, "deliveries left deferred writes that never became durable");
 }
 
 async fn hostile(f: &Fixture, mode: &str) -> crm_core::Error {
