@@ -220,40 +220,6 @@ struct RecordSelection {
     checked: Vec<String>,
 }
 
-impl RecordSelection {
-    /// The stored fields the selection reads of a record, with those the
-    /// caller's record scope is checked on (`Access::in_scope`).
-    fn fields(&self, out: &mut Vec<String>) {
-        out.extend(["owner_id", "team_id"].map(String::from));
-        for (_, item) in &self.items {
-            if let RecordItem::Value { field, .. } | RecordItem::Relation { field, .. } = item {
-                out.push(field.clone());
-            }
-        }
-    }
-}
-
-impl ConnectionSelection {
-    /// The stored fields its nodes and edges read.
-    fn fields(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for (_, item) in &self.items {
-            match item {
-                ConnectionItem::Nodes(nodes) => nodes.fields(&mut out),
-                ConnectionItem::Edges(edges) => {
-                    for (_, item) in &edges.items {
-                        if let EdgeItem::Node(node) = item {
-                            node.fields(&mut out);
-                        }
-                    }
-                }
-                ConnectionItem::Typename | ConnectionItem::PageInfo(_) | ConnectionItem::TotalCount => {}
-            }
-        }
-        out
-    }
-}
-
 enum RecordItem {
     Typename,
     Id,
@@ -666,7 +632,6 @@ impl<'a> Runner<'a> {
     fn list(&self, object: &ObjectDef, arguments: &Arguments, selection: &ConnectionSelection) -> Run<Gql> {
         let (mut query, sort, page) = list_args(object, &self.arguments(arguments)?, self.limits).map_err(|_| Bail)?;
         self.secure(&mut query)?;
-        query.fields = Some(selection.fields());
         let page = self.reader.list(&query, &page).map_err(|_| Bail)?;
         let connection = Connection { query: &query, sort: &sort, page: &page, total: None };
         Ok(self.connections(selection, &[connection])?.remove(0))
@@ -748,12 +713,7 @@ impl<'a> Runner<'a> {
         wanted.sort_unstable();
         wanted.dedup();
         self.rc.access.require(target, Operation::Read).map_err(|_| Bail)?;
-        let mut fields = Vec::new();
-        selection.fields(&mut fields);
-        let mut fields: Vec<&str> = fields.iter().map(String::as_str).collect();
-        fields.sort_unstable();
-        fields.dedup();
-        let found = self.reader.get_many_fields(target, &wanted, &fields).map_err(|_| Bail)?;
+        let found = self.reader.get_many(target, &wanted).map_err(|_| Bail)?;
         let mut present: Vec<&Record> = Vec::with_capacity(found.len());
         for id in &wanted {
             if let Some(record) = found.get(id).filter(|record| !record.is_deleted()) {
@@ -777,7 +737,6 @@ impl<'a> Runner<'a> {
     ) -> Run<Vec<Gql>> {
         let (mut query, sort, page) = list_args(child, &self.arguments(arguments)?, self.limits).map_err(|_| Bail)?;
         self.secure(&mut query)?;
-        query.fields = Some(selection.fields());
         let mut parents: Vec<RecordId> = Vec::with_capacity(records.len());
         for record in records {
             if !parents.contains(&record.id) {

@@ -61,69 +61,6 @@ pub fn decode_record(id: RecordId, bytes: &[u8]) -> Result<Record> {
     }
 }
 
-/// [`Value`] as stored, borrowed from the record's bytes: the same
-/// variants in the same order, so the same encoding.
-#[derive(Deserialize)]
-enum StoredValue<'a> {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Text(&'a str),
-    Id(RecordId),
-    List(#[serde(borrow)] Vec<&'a str>),
-}
-
-impl StoredValue<'_> {
-    fn to_value(&self) -> Value {
-        match self {
-            StoredValue::Null => Value::Null,
-            StoredValue::Bool(flag) => Value::Bool(*flag),
-            StoredValue::Int(int) => Value::Int(*int),
-            StoredValue::Float(float) => Value::Float(*float),
-            StoredValue::Text(text) => Value::Text((*text).to_owned()),
-            StoredValue::Id(id) => Value::Id(*id),
-            StoredValue::List(items) => Value::List(items.iter().map(|item| (*item).to_owned()).collect()),
-        }
-    }
-}
-
-/// [`StoredRecordV1`] borrowed from its bytes.
-#[derive(Deserialize)]
-struct StoredRecordV1Ref<'a> {
-    version: u64,
-    created_at: i64,
-    updated_at: i64,
-    deleted_at: Option<i64>,
-    #[serde(borrow)]
-    fields: Vec<(&'a str, StoredValue<'a>)>,
-}
-
-/// [`decode_record`] keeping only the fields named in `wanted` (sorted):
-/// the others are read past without being copied out.
-pub fn decode_record_fields(id: RecordId, bytes: &[u8], wanted: &[&str]) -> Result<Record> {
-    match bytes.split_first() {
-        Some((&RECORD_FORMAT, rest)) => {
-            let stored: StoredRecordV1Ref = postcard::from_bytes(rest)?;
-            Ok(Record {
-                id,
-                version: stored.version,
-                created_at: stored.created_at,
-                updated_at: stored.updated_at,
-                deleted_at: stored.deleted_at,
-                fields: stored
-                    .fields
-                    .iter()
-                    .filter(|(name, _)| wanted.binary_search(name).is_ok())
-                    .map(|(name, value)| ((*name).to_owned(), value.to_value()))
-                    .collect(),
-            })
-        }
-        Some((format, _)) => Err(Error::internal(format!("record {id} has unknown format {format}"))),
-        None => Err(Error::internal(format!("record {id} is empty"))),
-    }
-}
-
 /// `object \0 field \0`: the prefix of every index key of one field.
 pub fn index_prefix(object: &str, field: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(object.len() + field.len() + 2);
@@ -262,36 +199,6 @@ mod tests {
             prop_assert_eq!(decoded.fields.len(), 3);
             prop_assert_eq!(decoded.version, version);
             prop_assert_eq!(decoded.get("t"), record.get("t"));
-        }
-
-        #[test]
-        fn a_record_decoded_for_some_fields_is_the_record_cut_to_them(
-            text in ".{0,30}",
-            int: i64,
-            float: f64,
-            flag: bool,
-            items in proptest::collection::vec(".{0,8}", 0..4),
-            wanted in proptest::sample::subsequence(vec!["b", "f", "i", "id", "l", "missing", "t"], 0..7),
-        ) {
-            let fields: BTreeMap<String, Value> = [
-                ("t", Value::Text(text)),
-                ("i", Value::Int(int)),
-                ("f", Value::Float(float)),
-                ("b", Value::Bool(flag)),
-                ("id", Value::Id(RecordId(42))),
-                ("l", Value::List(items)),
-            ]
-            .into_iter()
-            .map(|(name, value)| (name.to_string(), value))
-            .collect();
-            let record = Record { id: RecordId(7), version: 3, created_at: 5, updated_at: 6, deleted_at: Some(9), fields };
-            let bytes = encode_record(&record).unwrap();
-            let decoded = decode_record_fields(RecordId(7), &bytes, &wanted).unwrap();
-            let mut expected = record.clone();
-            expected.fields.retain(|name, _| wanted.contains(&name.as_str()));
-            prop_assert_eq!(decoded, expected);
-            let all = ["b", "f", "i", "id", "l", "t"];
-            prop_assert_eq!(decode_record_fields(RecordId(7), &bytes, &all).unwrap(), decode_record(RecordId(7), &bytes).unwrap());
         }
     }
 }

@@ -123,28 +123,11 @@ pub struct ListQuery {
     pub filter: Option<Filter>,
     pub sort: Vec<Sort>,
     pub include_deleted: bool,
-    /// The fields the caller reads, when not all: the records come back
-    /// with these and those the filter and the order need, the other
-    /// fields left undecoded.
-    pub fields: Option<Vec<String>>,
 }
 
 impl ListQuery {
     pub fn new(object: impl Into<String>) -> Self {
-        ListQuery { object: object.into(), filter: None, sort: Vec::new(), include_deleted: false, fields: None }
-    }
-
-    /// The stored fields to decode for this query, sorted: `None` for all.
-    pub fn decoded_fields(&self) -> Option<Vec<&str>> {
-        let fields = self.fields.as_ref()?;
-        let mut out: Vec<&str> = fields.iter().map(String::as_str).collect();
-        if let Some(filter) = &self.filter {
-            out.extend(filter.fields());
-        }
-        out.extend(self.sort.iter().map(|key| key.field.as_str()));
-        out.sort_unstable();
-        out.dedup();
-        Some(out)
+        ListQuery { object: object.into(), filter: None, sort: Vec::new(), include_deleted: false }
     }
     pub fn filter(mut self, filter: Filter) -> Self {
         self.filter = Some(filter);

@@ -20,7 +20,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefi
 use tokio::sync::broadcast;
 
 use crate::audit::{AuditEntry, ChangeEvent};
-use crate::encoding::{self, decode_record, decode_record_fields};
+use crate::encoding::{self, decode_record};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{RecordId, TenantId};
 use crate::metadata::{Metadata, ObjectDef};
@@ -258,21 +258,12 @@ pub struct Reader<'s> {
     txn: ReadTransaction,
 }
 
-/// A stored record with all its fields (`wanted` is `None`) or only those
-/// named in `wanted` (sorted).
-fn decode(id: RecordId, bytes: &[u8], wanted: Option<&[&str]>) -> Result<Record> {
-    match wanted {
-        Some(wanted) => decode_record_fields(id, bytes, wanted),
-        None => decode_record(id, bytes),
-    }
-}
-
-/// The records of `ids` that exist in `table`, with the `wanted` fields.
-fn records_of(table: &redb::ReadOnlyTable<u128, &'static [u8]>, ids: &[RecordId], wanted: Option<&[&str]>) -> Result<HashMap<RecordId, Record>> {
+/// The records of `ids` that exist in `table`.
+fn records_of(table: &redb::ReadOnlyTable<u128, &'static [u8]>, ids: &[RecordId]) -> Result<HashMap<RecordId, Record>> {
     let mut out = HashMap::with_capacity(ids.len());
     for &id in ids {
         if let Some(bytes) = table.get(id.0)? {
-            out.insert(id, decode(id, bytes.value(), wanted)?);
+            out.insert(id, decode_record(id, bytes.value())?);
         }
     }
     Ok(out)
@@ -349,16 +340,7 @@ impl Reader<'_> {
 
     pub fn get_many(&self, object: &str, ids: &[RecordId]) -> Result<HashMap<RecordId, Record>> {
         match self.records(object)? {
-            Some(table) => records_of(&table, ids, None),
-            None => Ok(HashMap::new()),
-        }
-    }
-
-    /// `get_many` with only the named fields of each record (`fields`
-    /// sorted); the others are left undecoded.
-    pub fn get_many_fields(&self, object: &str, ids: &[RecordId], fields: &[&str]) -> Result<HashMap<RecordId, Record>> {
-        match self.records(object)? {
-            Some(table) => records_of(&table, ids, Some(fields)),
+            Some(table) => records_of(&table, ids),
             None => Ok(HashMap::new()),
         }
     }
@@ -445,8 +427,6 @@ impl Reader<'_> {
     ) -> Result<()> {
         let object = self.object_def(&query.object)?;
         let Some(table) = self.records(&query.object)? else { return Ok(()) };
-        let wanted = query.decoded_fields();
-        let wanted = wanted.as_deref();
         if let Some((field, value)) = streamable_condition(object, query) {
             // Index keys of one value are in id order: walk them and stop
             // as soon as the visitor has enough, instead of collecting every
@@ -473,7 +453,7 @@ impl Reader<'_> {
                 let (key, _) = entry?;
                 let Some(id) = encoding::id_from_index_key(key.value()) else { continue };
                 if let Some(bytes) = table.get(id.0)? {
-                    let record = decode(id, bytes.value(), wanted)?;
+                    let record = decode_record(id, bytes.value())?;
                     if query.matches(&record) && !visit(record) {
                         break;
                     }
@@ -492,7 +472,7 @@ impl Reader<'_> {
                     continue;
                 }
                 if let Some(bytes) = table.get(id.0)? {
-                    let record = decode(id, bytes.value(), wanted)?;
+                    let record = decode_record(id, bytes.value())?;
                     if query.matches(&record) && !visit(record) {
                         break;
                     }
@@ -507,7 +487,7 @@ impl Reader<'_> {
         };
         let mut step = |entry: Result<(redb::AccessGuard<u128>, redb::AccessGuard<&[u8]>), redb::StorageError>| -> Result<bool> {
             let (key, bytes) = entry?;
-            let record = decode(RecordId(key.value()), bytes.value(), wanted)?;
+            let record = decode_record(RecordId(key.value()), bytes.value())?;
             Ok(!query.matches(&record) || visit(record))
         };
         if descending {
@@ -598,7 +578,6 @@ impl Reader<'_> {
         let index = self.txn.open_table(INDEX)?;
         let Some(records) = self.records(&query.object)? else { return Ok(Page::default()) };
         let limit = page.first.unwrap_or(usize::MAX);
-        let wanted = query.decoded_fields();
         let mut out = Vec::new();
         let range = index.range::<&[u8]>(bounds)?;
         let entries: Box<dyn Iterator<Item = _>> = if descending { Box::new(range.rev()) } else { Box::new(range) };
@@ -606,7 +585,7 @@ impl Reader<'_> {
             let (key, _) = entry?;
             let Some(id) = encoding::id_from_index_key(key.value()) else { continue };
             let Some(bytes) = records.get(id.0)? else { continue };
-            let record = decode(id, bytes.value(), wanted.as_deref())?;
+            let record = decode_record(id, bytes.value())?;
             if query.matches(&record) {
                 out.push(record);
                 if out.len() > limit {
@@ -635,11 +614,9 @@ impl Reader<'_> {
         let (Some(index), Some(table)) = (self.index_table()?, self.records(&query.object)?) else {
             return Ok(parents.iter().map(|&parent| (parent, (Page::default(), 0))).collect());
         };
-        let wanted = query.decoded_fields();
         for &parent in parents {
             let ids = ids_of(&index, &query.object, field, &Value::Id(parent))?;
-            let mut records: Vec<Record> =
-                records_of(&table, &ids, wanted.as_deref())?.into_values().filter(|record| query.matches(record)).collect();
+            let mut records: Vec<Record> = records_of(&table, &ids)?.into_values().filter(|record| query.matches(record)).collect();
             let total = records.len() as u64;
             records.sort_by(|a, b| compare_records(a, b, &sort));
             out.insert(parent, (paginate(records, &sort, page), total));

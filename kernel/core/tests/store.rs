@@ -279,31 +279,6 @@ fn data_survives_reopen_and_the_audit_chain_continues() {
 }
 
 #[test]
-fn a_list_reading_some_fields_returns_the_same_records_cut_to_what_it_needs() {
-    let runtime = runtime();
-    let Fixture { store, .. } = open();
-    for (index, stage) in ["lead", "customer", "lead", "lead", "customer"].into_iter().enumerate() {
-        let mut fields = fields([("first_name", text(&format!("N{}", 9 - index))), ("last_name", text("L")), ("lifecycle_stage", text(stage))]);
-        fields.insert("email".into(), text(&format!("p{index}@example.com")));
-        runtime.block_on(store.write(request(vec![Mutation::Create { object: "contact".into(), fields }]))).expect("create");
-    }
-    let query = ListQuery::new("contact").filter(crm_core::Filter::field("lifecycle_stage", crm_core::Condition::Eq(text("lead")))).sort("first_name", false);
-    let reading = ListQuery { fields: Some(vec!["email".into()]), ..query.clone() };
-    for page in [crm_core::PageRequest { first: Some(2), ..Default::default() }, crm_core::PageRequest::default()] {
-        let reader = store.reader().expect("reader");
-        let full = reader.list(&query, &page).expect("list");
-        let cut = reader.list(&reading, &page).expect("list reading some fields");
-        assert_eq!(full.has_next_page, cut.has_next_page);
-        assert_eq!(full.records.len(), cut.records.len());
-        for (full, cut) in full.records.iter().zip(&cut.records) {
-            let mut expected = full.clone();
-            expected.fields.retain(|name, _| ["email", "first_name", "lifecycle_stage"].contains(&name.as_str()));
-            assert_eq!(cut, &expected, "the wanted fields, and those the filter and the order read");
-        }
-    }
-}
-
-#[test]
 fn deferred_writes_wait_for_the_next_durable_commit() {
     let runtime = runtime();
     let Fixture { store, kernel, tenant, dir } = open();
