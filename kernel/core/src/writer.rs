@@ -812,28 +812,35 @@ impl<'t> Tx<'t> {
             let owner = failure.change.and_then(|change| positions.get(change).copied()).and_then(owner);
             return Err((owner, failure.error));
         }
+        // Where each record's changes are in `logged`.
+        let mut changes_of: HashMap<RecordId, Vec<usize>> = HashMap::new();
+        for (position, logged) in self.logged.iter().enumerate() {
+            changes_of.entry(logged.after.id).or_default().push(position);
+        }
         // What the hooks changed: a value set that differs, a field cleared
-        // that was there.
+        // that was there. A field a later change of the same record in this
+        // group sets itself keeps that change's value, as if the changes ran
+        // one after another, each hook after its own change.
         let patches: Vec<(usize, Fields)> = positions
             .into_iter()
             .zip(changes)
             .filter_map(|(position, change)| {
                 let after = change.after;
+                let newest = changes_of.get(&after.id).and_then(|positions| positions.last()).copied().unwrap_or(position);
+                let latest = &self.logged[newest].after;
                 let mut patch = change.patch;
-                patch.retain(|name, value| match value {
-                    Value::Null => after.fields.get(name).is_some_and(|old| !old.is_null()),
-                    value => after.fields.get(name) != Some(value),
+                patch.retain(|name, value| {
+                    let set = match value {
+                        Value::Null => after.fields.get(name).is_some_and(|old| !old.is_null()),
+                        value => after.fields.get(name) != Some(value),
+                    };
+                    set && after.get(name) == latest.get(name)
                 });
                 (!patch.is_empty() && !matches!(change.op, ChangeOp::Deleted)).then_some((position, patch))
             })
             .collect();
         if patches.is_empty() {
             return Ok(true);
-        }
-        // Where each record's changes are in `logged`, made once for all patches.
-        let mut changes_of: HashMap<RecordId, Vec<usize>> = HashMap::new();
-        for (position, logged) in self.logged.iter().enumerate() {
-            changes_of.entry(logged.after.id).or_default().push(position);
         }
         for (position, patch) in patches {
             let same_record = changes_of.get(&self.logged[position].after.id).map(Vec::as_slice).unwrap_or_default();

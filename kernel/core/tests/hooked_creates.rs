@@ -159,3 +159,40 @@ async fn an_upsert_finds_a_create_of_the_same_write_as_without_a_hook() {
         assert_eq!(walked.len(), 1, "hooked: {hooked}");
     }
 }
+
+/// Titles a contact whose first name a change renames.
+struct TitleOnRename;
+
+impl WriteHooks for TitleOnRename {
+    fn covers(&self, object: &str, op: ChangeOp) -> bool {
+        object == "contact" && op == ChangeOp::Updated
+    }
+
+    fn before_write(&self, _call: HookCall<'_>, changes: &mut [PendingChange<'_>]) -> Result<(), HookFailure> {
+        for change in changes.iter_mut() {
+            if change.before.is_some_and(|before| before.get("first_name") != change.after.get("first_name")) {
+                change.set("title", Value::Text("renamed".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_later_change_of_the_record_in_the_same_write_keeps_its_own_value() {
+    let tenant = tenant(false);
+    let created = write(&tenant, vec![create(&[("first_name", "Ada"), ("title", "CTO")])]).await.unwrap().remove(0).record;
+    tenant.store.set_hooks(Some(Arc::new(TitleOnRename)));
+    let update = |pairs: &[(&str, &str)]| Mutation::Update { object: "contact".into(), id: created.id, fields: contact(pairs), expected_version: None };
+
+    // The hook titles the rename; the write's next change sets the title itself.
+    let applied = write(&tenant, vec![update(&[("first_name", "Grace")]), update(&[("title", "CEO")])]).await.unwrap();
+    let stored = tenant.store.get("contact", created.id).unwrap().unwrap();
+    assert_eq!((stored.get("first_name"), stored.get("title")), (&text("Grace"), &text("CEO")));
+    assert_eq!(applied.last().map(|applied| applied.record.get("title")), Some(&text("CEO")));
+
+    // With no later change of the title, the hook's patch stands.
+    write(&tenant, vec![update(&[("first_name", "Hedy")]), update(&[("country", "AT")])]).await.unwrap();
+    let stored = tenant.store.get("contact", created.id).unwrap().unwrap();
+    assert_eq!((stored.get("title"), stored.get("country")), (&text("renamed"), &text("AT")));
+}

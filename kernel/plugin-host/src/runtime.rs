@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crm_core::audit::{Actor, ChangeOp};
 use crm_core::plugin::{
@@ -670,13 +670,17 @@ enum Writes {
     /// after the call, so it is never durable while the call's writes are
     /// not; a crash before then means the call is made again. The delivery
     /// worker makes a durable commit when the tenant has been quiet for
-    /// [`SYNC_WHEN_QUIET_MS`].
+    /// [`SYNC_WHEN_QUIET_MS`], and at least every
+    /// [`SYNC_AT_LEAST_EVERY_MS`] while it keeps delivering.
     Deferred,
 }
 
 /// How long the delivery worker waits for another commit to make its
 /// deferred writes durable before it makes one itself.
-const SYNC_WHEN_QUIET_MS: i64 = 20;
+const SYNC_WHEN_QUIET_MS: u64 = 20;
+/// The longest the worker leaves its deferred writes to other commits
+/// while it keeps delivering (a backlog with no client writing).
+const SYNC_AT_LEAST_EVERY_MS: u64 = 1000;
 
 /// Retry bookkeeping of one plugin's delivery or one timer.
 #[derive(Default, Clone)]
@@ -721,6 +725,7 @@ async fn worker(
     let Ok(store) = kernel.tenant(&tenant) else { return };
     let mut events = store.subscribe();
     let mut attempts: HashMap<String, Attempts> = HashMap::new();
+    let mut unsynced_since: Option<Instant> = None;
     loop {
         let active = plugins.borrow_and_update().clone();
         let (host2, tenant2, store2) = (host.clone(), tenant.clone(), store.clone());
@@ -730,7 +735,7 @@ async fn worker(
             (state, wake)
         })
         .await;
-        let mut wake_in = match pass {
+        let wake_in = match pass {
             Ok((state, wake)) => {
                 attempts = state;
                 wake.map(|at| (at - crm_core::clock::now_ms()).clamp(0, 1000)).unwrap_or(1000)
@@ -741,21 +746,33 @@ async fn worker(
             }
         };
         // Under load the clients' durable commits make the deliveries'
-        // deferred writes durable; when the tenant falls quiet, one durable
-        // commit of its own does.
+        // deferred writes durable; when the tenant falls quiet, or while a
+        // backlog keeps the worker busy for long, one of its own does.
         let unsynced = store.unsynced();
-        if unsynced {
-            wake_in = wake_in.min(SYNC_WHEN_QUIET_MS);
+        let since = *unsynced_since.get_or_insert_with(Instant::now);
+        if !unsynced {
+            unsynced_since = None;
+        } else if since.elapsed() >= Duration::from_millis(SYNC_AT_LEAST_EVERY_MS) {
+            sync(&store).await;
+            unsynced_since = None;
         }
         tokio::select! {
             changed = plugins.changed() => if changed.is_err() { return },
             _ = events.recv() => {},
-            _ = tokio::time::sleep(Duration::from_millis(wake_in as u64)) => {
-                if unsynced && let Err(error) = store.sync().await {
-                    tracing::error!(%error, "cannot make plugin deliveries durable");
-                }
+            _ = tokio::time::sleep(Duration::from_millis(wake_in as u64)) => {},
+            _ = tokio::time::sleep(Duration::from_millis(SYNC_WHEN_QUIET_MS)), if unsynced => {
+                sync(&store).await;
+                unsynced_since = None;
             },
         }
+    }
+}
+
+/// A durable commit of the deliveries' deferred writes (nothing when a
+/// client's commit already made them durable).
+async fn sync(store: &TenantStore) {
+    if let Err(error) = store.sync().await {
+        tracing::error!(%error, "cannot make plugin deliveries durable");
     }
 }
 
