@@ -1102,8 +1102,13 @@ fn add_change_feed(query: Object) -> Object {
                 if !(1..=1000).contains(&first) {
                     return Err(fail(rc, Error::invalid("'first' must be between 1 and 1000")));
                 }
+                // Only durable changes: a deferred plugin write a crash could
+                // still lose (its sequence number then reused) is served once
+                // a durable commit covers it.
+                let durable = rc.store.durable_change();
                 let reader = rc.store.reader().map_err(|e| fail(rc, e))?;
                 let mut events = reader.changes(after, first as usize + 1).map_err(|e| fail(rc, e))?;
+                events.retain(|event| event.seq <= durable);
                 let has_more = events.len() > first as usize;
                 events.truncate(first as usize);
                 let cursor = events.last().map(|event| event.seq).unwrap_or(after);

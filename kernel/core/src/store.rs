@@ -83,6 +83,8 @@ pub(crate) struct Shared {
     /// Whether the writer's last commit was a deferred (non-durable) one:
     /// some committed writes are not on disk yet.
     pub(crate) unsynced: std::sync::atomic::AtomicBool,
+    /// The last change sequence number a durable commit covers.
+    pub(crate) durable_change: AtomicU64,
 }
 
 impl Shared {
@@ -130,7 +132,12 @@ impl TenantStore {
         let db = Arc::new(open_database(path, options.cache_bytes)?);
         writer::initialize(&db, &metadata)?;
         let (events, _) = broadcast::channel(4096);
-        let shared = Arc::new(Shared { metadata: RwLock::new(metadata), hooks: RwLock::new(None), unsynced: Default::default() });
+        let shared = Arc::new(Shared {
+            metadata: RwLock::new(metadata),
+            hooks: RwLock::new(None),
+            unsynced: Default::default(),
+            durable_change: AtomicU64::new(0),
+        });
         let writer = WriterHandle::start(id.clone(), db.clone(), shared.clone(), events.clone(), options.max_batch)?;
         Ok(Arc::new(TenantStore { id, db, shared, writer, events, reads: AtomicU64::new(0) }))
     }
@@ -208,6 +215,12 @@ impl TenantStore {
     /// durable commit followed them).
     pub fn unsynced(&self) -> bool {
         self.shared.unsynced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The last change sequence number that is durable: changes after it
+    /// were committed deferred and a crash could still lose them.
+    pub fn durable_change(&self) -> u64 {
+        self.shared.durable_change.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Submits many independent requests at once; each succeeds or fails on

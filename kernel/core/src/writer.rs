@@ -243,6 +243,8 @@ impl WriterHandle {
         let mut writer = Writer { db, shared, events, state: ChainState::default(), max_batch: max_batch.max(1) };
         writer.state = writer.load_state()?;
         writer.seed_defaults()?;
+        // What is in the file is durable (redb recovers to its last durable commit).
+        writer.shared.durable_change.store(writer.state.change_seq, Ordering::Release);
         let (sender, receiver) = mpsc::channel::<Command>();
         let thread = std::thread::Builder::new()
             .name(format!("writer-{tenant}"))
@@ -530,6 +532,9 @@ impl Writer {
             }
             // A durable commit makes every earlier deferred one durable too.
             self.shared.unsynced.store(!durable, Ordering::Release);
+            if durable {
+                self.shared.durable_change.store(state.change_seq, Ordering::Release);
+            }
             self.state = state;
             for event in published {
                 // No subscribers is not an error.

@@ -287,11 +287,15 @@ fn deferred_writes_wait_for_the_next_durable_commit() {
     runtime.block_on(store.sync()).expect("a sync with nothing to make durable");
     assert!(!store.unsynced());
 
+    let durable = store.durable_change();
+    assert_eq!(durable, store.reader().expect("reader").last_change().expect("last change"));
     runtime.block_on(store.write(deferred("Ada"))).expect("deferred write");
     assert!(store.unsynced(), "a deferred commit is not durable yet");
     assert_eq!(contact_count(&store, false), 1, "but visible at once");
+    assert_eq!(store.durable_change(), durable, "its change is not durable either");
     write_one(&runtime, &store, contact("Grace", None)).expect("durable write");
     assert!(!store.unsynced(), "a durable commit makes the deferred one before it durable too");
+    assert_eq!(store.durable_change(), durable + 2);
 
     runtime.block_on(store.write(deferred("Alan"))).expect("deferred write");
     assert!(store.unsynced());
@@ -306,6 +310,7 @@ fn deferred_writes_wait_for_the_next_durable_commit() {
     let store = kernel.tenant(&tenant).expect("reopen tenant");
     assert_eq!(contact_count(&store, false), 3);
     assert!(!store.unsynced());
+    assert_eq!(store.durable_change(), store.reader().expect("reader").last_change().expect("last change"));
 }
 
 fn default_pipeline(store: &TenantStore) -> RecordId {
