@@ -193,23 +193,10 @@ impl PluginHost {
         }
     }
 
-    /// Runs one export in a fresh instance and books the outcome; the
-    /// call's writes are durable before the outcome counts.
-    fn run<R>(
-        &self,
-        tenant: &TenantId,
-        store: &Arc<TenantStore>,
-        prepared: &Prepared,
-        phase: Phase,
-        request_id: Option<&str>,
-        f: impl FnOnce(&crate::bindings::CrmPlugin, &mut wasmtime::Store<HostState>) -> wasmtime::Result<std::result::Result<R, String>>,
-        size: impl FnOnce(&R) -> usize,
-    ) -> std::result::Result<R, String> {
-        self.run_with(Writes::Durable, tenant, store, prepared, phase, request_id, f, size)
-    }
-
+    /// Runs one export in a fresh instance and books the outcome; `writes`
+    /// says when the call's writes become durable.
     #[allow(clippy::too_many_arguments)]
-    fn run_with<R>(
+    fn run<R>(
         &self,
         writes: Writes,
         tenant: &TenantId,
@@ -298,6 +285,7 @@ impl PluginRuntime for PluginHost {
         let id = &plugin.enablement.plugin;
         let extension = self
             .run(
+                Writes::Durable,
                 tenant,
                 &store,
                 &prepared,
@@ -376,6 +364,7 @@ impl PluginRuntime for PluginHost {
         let context = self.context(tenant, &active, &Actor::system(), None);
         let outcome = match &letter.timer {
             Some(key) => self.run(
+                Writes::Durable,
                 tenant,
                 &store,
                 &prepared,
@@ -394,6 +383,7 @@ impl PluginRuntime for PluginHost {
                 }
                 drop(reader);
                 self.run(
+                    Writes::Durable,
                     tenant,
                     &store,
                     &prepared,
@@ -432,6 +422,7 @@ impl PluginRuntime for PluginHost {
         };
         let response = self
             .run(
+                Writes::Durable,
                 tenant,
                 &store,
                 &prepared,
@@ -482,6 +473,7 @@ impl PluginRuntime for PluginHost {
         // and does not count towards suspension.
         let answer = self
             .run(
+                Writes::Durable,
                 tenant,
                 &store,
                 &prepared,
@@ -556,6 +548,7 @@ impl WriteHooks for TenantHooks {
                 .collect();
             let context = host.context(&self.tenant, &prepared.active, call.actor, call.request_id);
             let result = host.run(
+                Writes::Durable,
                 &self.tenant,
                 &store,
                 prepared,
@@ -863,7 +856,7 @@ fn deliver(
             }
         };
         let context = host.context(tenant, plugin, &Actor::system(), None);
-        let result = host.run_with(
+        let result = host.run(
             Writes::Deferred,
             tenant,
             store,
@@ -937,7 +930,7 @@ fn fire_timers(
         }
         let Ok(prepared) = host.prepare(plugin) else { continue };
         let context = host.context(tenant, plugin, &Actor::system(), None);
-        let result = host.run_with(
+        let result = host.run(
             Writes::Deferred,
             tenant,
             store,
