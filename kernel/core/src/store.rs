@@ -244,6 +244,8 @@ impl TenantStore {
         out
     }
 
+    /// The tenant's committed changes as they become durable (a deferred
+    /// commit's changes come with the durable commit that covers them).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Published>> {
         self.events.subscribe()
     }

@@ -240,7 +240,7 @@ impl WriterHandle {
         events: broadcast::Sender<Arc<Published>>,
         max_batch: usize,
     ) -> Result<WriterHandle> {
-        let mut writer = Writer { db, shared, events, state: ChainState::default(), max_batch: max_batch.max(1) };
+        let mut writer = Writer { db, shared, events, held: Vec::new(), state: ChainState::default(), max_batch: max_batch.max(1) };
         writer.state = writer.load_state()?;
         writer.seed_defaults()?;
         // What is in the file is durable (redb recovers to its last durable commit).
@@ -317,6 +317,9 @@ struct Writer {
     db: Arc<Database>,
     shared: Arc<Shared>,
     events: broadcast::Sender<Arc<Published>>,
+    /// Changes of deferred commits, published once a durable commit
+    /// covers them: subscribers see only what a crash cannot take back.
+    held: Vec<Published>,
     state: ChainState,
     max_batch: usize,
 }
@@ -536,9 +539,13 @@ impl Writer {
                 self.shared.durable_change.store(state.change_seq, Ordering::Release);
             }
             self.state = state;
-            for event in published {
-                // No subscribers is not an error.
-                let _ = self.events.send(Arc::new(event));
+            if durable {
+                for event in self.held.drain(..).chain(published) {
+                    // No subscribers is not an error.
+                    let _ = self.events.send(Arc::new(event));
+                }
+            } else {
+                self.held.extend(published);
             }
             for (job, applied) in jobs.drain(..).zip(outcomes) {
                 let _ = job.reply.send(Ok(applied));

@@ -289,13 +289,17 @@ fn deferred_writes_wait_for_the_next_durable_commit() {
 
     let durable = store.durable_change();
     assert_eq!(durable, store.reader().expect("reader").last_change().expect("last change"));
+    let mut published = store.subscribe();
     runtime.block_on(store.write(deferred("Ada"))).expect("deferred write");
     assert!(store.unsynced(), "a deferred commit is not durable yet");
     assert_eq!(contact_count(&store, false), 1, "but visible at once");
     assert_eq!(store.durable_change(), durable, "its change is not durable either");
+    assert!(published.try_recv().is_err(), "nor published to subscribers");
     write_one(&runtime, &store, contact("Grace", None)).expect("durable write");
     assert!(!store.unsynced(), "a durable commit makes the deferred one before it durable too");
     assert_eq!(store.durable_change(), durable + 2);
+    let names: Vec<Value> = std::iter::from_fn(|| published.try_recv().ok()).map(|change| change.record.get("first_name").clone()).collect();
+    assert_eq!(names, [text("Ada"), text("Grace")], "both published with the durable commit, in order");
 
     runtime.block_on(store.write(deferred("Alan"))).expect("deferred write");
     assert!(store.unsynced());

@@ -119,6 +119,11 @@ impl Smtp {
         if taken == 0 {
             return Ok(0);
         }
+        // A message a plugin queued in a deferred write is sent only once it
+        // is durable: a crash must not take back a message already sent.
+        if store.unsynced() {
+            store.sync().await.map_err(|e| anyhow::anyhow!(e.message))?;
+        }
         let outcomes: Vec<(Record, Outcome)> = futures::stream::iter(page.records)
             .map(|record| async move {
                 let outcome = self.send(&record).await;
