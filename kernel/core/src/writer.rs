@@ -851,9 +851,6 @@ impl<'t> Tx<'t> {
                 (!patch.is_empty() && !matches!(change.op, ChangeOp::Deleted)).then_some((position, patch))
             })
             .collect();
-        if patches.is_empty() {
-            return Ok(true);
-        }
         for (position, patch) in patches {
             let same_record = changes_of.get(&self.logged[position].after.id).map(Vec::as_slice).unwrap_or_default();
             self.patch(position, same_record, patch).map_err(|error| (owner(position), error))?;

@@ -742,10 +742,9 @@ async fn worker(
         // deferred writes durable; when the tenant falls quiet, or while a
         // backlog keeps the worker busy for long, one of its own does.
         let unsynced = store.unsynced();
-        let since = *unsynced_since.get_or_insert_with(Instant::now);
         if !unsynced {
             unsynced_since = None;
-        } else if since.elapsed() >= Duration::from_millis(SYNC_AT_LEAST_EVERY_MS) {
+        } else if unsynced_since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_millis(SYNC_AT_LEAST_EVERY_MS) {
             sync(&store).await;
             unsynced_since = None;
         }
