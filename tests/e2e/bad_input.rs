@@ -250,3 +250,49 @@ async fn import_reports_bad_rows_and_the_cli_refuses_a_busy_data_dir() {
     let after = server.ok_as(&key, "{ contacts { totalCount } }", json!({})).await;
     assert_eq!(after["contacts"]["totalCount"], 2);
 }
+
+/// A file of several thousand-row chunks: the next chunk is read while the
+/// writer applies the last, and rows still take effect in file order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_of_several_chunks_applies_rows_in_file_order() {
+    let dir = data_dir();
+    let files = tempfile::tempdir().expect("temp dir");
+    create_tenant(dir.path(), "acme").await;
+    let mut csv = String::from("first_name,email,lifecycle_stage\n");
+    for row in 1..=3500 {
+        let line = match row {
+            // The same person again in the second and in the fourth chunk.
+            1500 => "Ten,person10@example.com,customer".to_string(),
+            3400 => "Ten,person10@example.com,subscriber".to_string(),
+            2200 => "Bad,not-an-email,lead".to_string(),
+            row => format!("P{row},person{row}@example.com,lead"),
+        };
+        csv.push_str(&line);
+        csv.push('\n');
+    }
+    let file = write(files.path(), "many.csv", &csv);
+    let output = crm(dir.path(), &["import", "contacts", file.to_str().expect("path"), "--tenant", "acme"]).await;
+    let text = stdout(&output);
+    assert!(output.status.success(), "import failed: {}{}", text, stderr(&output));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "one rejection and a summary:\n{text}");
+    assert!(lines[0].starts_with("line 2201: rejected: email:"), "{text}");
+    assert_eq!(lines[1], "imported into tenant 'acme': 3497 created, 2 updated, 0 unchanged, 1 rejected");
+
+    let out = files.path().join("acme.jsonl");
+    let output = crm(dir.path(), &["export", "--tenant", "acme", "--out", out.to_str().expect("path")]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let contacts: Vec<Value> = std::fs::read_to_string(&out)
+        .expect("read export")
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("export line is JSON"))
+        .filter(|line| line["object"] == "contact")
+        .collect();
+    assert_eq!(contacts.len(), 3497);
+    let ten: Vec<&Value> = contacts.iter().filter(|line| line["fields"]["email"] == "person10@example.com").collect();
+    assert_eq!(ten.len(), 1);
+    assert_eq!(ten[0]["fields"]["lifecycle_stage"], "subscriber", "the last row of the file wins");
+    assert_eq!(ten[0]["fields"]["first_name"], "Ten");
+    assert_eq!(ten[0]["version"], 3);
+    assert!(contacts.iter().any(|line| line["fields"]["email"] == "person3500@example.com"), "the last chunk is written");
+}

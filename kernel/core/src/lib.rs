@@ -50,7 +50,7 @@ pub use ids::{RecordId, TenantId};
 pub use kernel::Kernel;
 pub use metadata::{FieldDef, FieldType, Metadata, ObjectDef};
 pub use query::{Condition, Cursor, Filter, ListQuery, Page, PageRequest, Sort};
-pub use store::{Published, Reader, StoreOptions, TenantStore};
+pub use store::{Published, Reader, StoreOptions, Submitted, TenantStore};
 pub use value::{Record, Value};
 pub use writer::{Applied, Fields, Mutation, WriteRequest};
 pub use plugin::{PluginManifest, WriteHooks};

@@ -226,22 +226,19 @@ impl TenantStore {
     /// Submits many independent requests at once; each succeeds or fails on
     /// its own, and the writer commits them in as few transactions as it can.
     pub async fn write_each(&self, requests: Vec<WriteRequest>) -> Vec<Result<Vec<Applied>>> {
-        let mut waiting = Vec::with_capacity(requests.len());
+        self.submit_each(requests).outcomes().await
+    }
+
+    /// `write_each` in two steps: the requests are queued for the writer
+    /// now, in order, and their outcomes are awaited later, so a caller can
+    /// prepare its next requests while the writer applies these.
+    pub fn submit_each(&self, requests: Vec<WriteRequest>) -> Submitted {
         let metadata = self.shared.metadata();
-        for request in requests {
-            match writer::prepare(&metadata, request) {
-                Ok(request) => waiting.push(Ok(self.writer.enqueue(request))),
-                Err(error) => waiting.push(Err(error)),
-            }
-        }
-        let mut out = Vec::with_capacity(waiting.len());
-        for item in waiting {
-            out.push(match item {
-                Ok(receiver) => WriterHandle::wait(receiver).await,
-                Err(error) => Err(error),
-            });
-        }
-        out
+        let waiting = requests
+            .into_iter()
+            .map(|request| writer::prepare(&metadata, request).map(|request| self.writer.enqueue(request)))
+            .collect();
+        Submitted { waiting }
     }
 
     /// The tenant's committed changes as they become durable (a deferred
@@ -760,5 +757,25 @@ impl Reader<'_> {
             Err(error) => return Err(error.into()),
         };
         Ok(table.get(key)?.map(|value| value.value().to_vec()))
+    }
+}
+
+/// Requests queued by [`TenantStore::submit_each`].
+#[must_use = "the outcomes say which requests were refused"]
+pub struct Submitted {
+    waiting: Vec<Result<tokio::sync::oneshot::Receiver<Result<Vec<Applied>>>>>,
+}
+
+impl Submitted {
+    /// Each request's outcome, in the order they were submitted.
+    pub async fn outcomes(self) -> Vec<Result<Vec<Applied>>> {
+        let mut out = Vec::with_capacity(self.waiting.len());
+        for item in self.waiting {
+            out.push(match item {
+                Ok(receiver) => WriterHandle::wait(receiver).await,
+                Err(error) => Err(error),
+            });
+        }
+        out
     }
 }

@@ -8,7 +8,8 @@
 //!
 //! Each row is its own write request, submitted a thousand at a time so the
 //! group-commit writer applies them in few transactions while a bad row
-//! fails alone. Column names are checked before anything is written.
+//! fails alone; the next thousand rows are read while the writer applies
+//! the last. Column names are checked before anything is written.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -58,7 +59,8 @@ pub async fn contacts(kernel: &Kernel, tenant: &str, file: &Path, as_user: Optio
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let (mut created, mut updated, mut unchanged) = (0u64, 0u64, 0u64);
+    let mut counts = Counts::default();
+    let mut writing = Writing::default();
     let mut rejected: Vec<(u64, String)> = Vec::new();
     let mut chunk: Vec<(u64, WriteRequest)> = Vec::with_capacity(CHUNK);
     let mut records = reader.records();
@@ -88,27 +90,56 @@ pub async fn contacts(kernel: &Kernel, tenant: &str, file: &Path, as_user: Optio
             progress.set_position(records.reader().position().byte());
         }
         if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {
-            let lines: Vec<u64> = chunk.iter().map(|(line, _)| *line).collect();
-            let requests = chunk.drain(..).map(|(_, request)| request).collect();
-            for (line, result) in lines.into_iter().zip(store.write_each(requests).await) {
-                match result {
-                    Ok(applied) => match applied.first().and_then(|applied| applied.op) {
-                        Some(crm_core::ChangeOp::Created) => created += 1,
-                        Some(_) => updated += 1,
-                        None => unchanged += 1,
-                    },
-                    Err(error) => rejected.push((line, error.message)),
-                }
-            }
-            progress.set_message(format!("{created} created, {updated} updated, {} rejected", rejected.len()));
+            writing.submit(&store, &mut chunk, &mut counts, &mut rejected).await;
+            progress.set_message(format!(
+                "{} created, {} updated, {} rejected",
+                counts.created,
+                counts.updated,
+                rejected.len()
+            ));
         }
         if done {
             break;
         }
     }
+    writing.finish(&mut counts, &mut rejected).await;
     progress.finish_and_clear();
-    report(&info.name, Counts { created, updated, unchanged }, rejected);
+    report(&info.name, counts, rejected);
     Ok(())
+}
+
+/// The chunk the writer is applying while the next one is read: each
+/// chunk is queued behind the previous one, so rows are applied in file
+/// order, and its outcomes are counted once the next chunk is queued.
+#[derive(Default)]
+struct Writing {
+    in_flight: Option<(Vec<u64>, crm_core::Submitted)>,
+}
+
+impl Writing {
+    /// Queues `chunk` (row numbers and their requests), then counts the
+    /// outcomes of the chunk queued before it.
+    async fn submit(
+        &mut self,
+        store: &crm_core::TenantStore,
+        chunk: &mut Vec<(u64, WriteRequest)>,
+        counts: &mut Counts,
+        rejected: &mut Vec<(u64, String)>,
+    ) {
+        let rows: Vec<u64> = chunk.iter().map(|(row, _)| *row).collect();
+        let submitted = store.submit_each(chunk.drain(..).map(|(_, request)| request).collect());
+        let previous = self.in_flight.replace((rows, submitted));
+        if let Some((rows, submitted)) = previous {
+            counts.tally(rows, submitted.outcomes().await, rejected);
+        }
+    }
+
+    /// Counts the outcomes of the last chunk queued.
+    async fn finish(&mut self, counts: &mut Counts, rejected: &mut Vec<(u64, String)>) {
+        if let Some((rows, submitted)) = self.in_flight.take() {
+            counts.tally(rows, submitted.outcomes().await, rejected);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -116,6 +147,21 @@ struct Counts {
     created: u64,
     updated: u64,
     unchanged: u64,
+}
+
+impl Counts {
+    fn tally(&mut self, rows: Vec<u64>, outcomes: Vec<crm_core::Result<Vec<crm_core::Applied>>>, rejected: &mut Vec<(u64, String)>) {
+        for (row, outcome) in rows.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(applied) => match applied.first().and_then(|applied| applied.op) {
+                    Some(crm_core::ChangeOp::Created) => self.created += 1,
+                    Some(_) => self.updated += 1,
+                    None => self.unchanged += 1,
+                },
+                Err(error) => rejected.push((row, error.message)),
+            }
+        }
+    }
 }
 
 fn report(tenant: &str, counts: Counts, mut rejected: Vec<(u64, String)>) {
@@ -194,6 +240,7 @@ async fn json_lines(store: &crm_core::TenantStore, caller: &Caller, tenant: &str
     let metadata = store.metadata();
     let reader = BufReader::new(std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?);
     let mut counts = Counts::default();
+    let mut writing = Writing::default();
     let (mut other_objects, mut deleted) = (0u64, 0u64);
     let mut rejected: Vec<(u64, String)> = Vec::new();
     let mut chunk: Vec<(u64, WriteRequest)> = Vec::with_capacity(CHUNK);
@@ -227,23 +274,13 @@ async fn json_lines(store: &crm_core::TenantStore, caller: &Caller, tenant: &str
             }
         }
         if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {
-            let numbers: Vec<u64> = chunk.iter().map(|(number, _)| *number).collect();
-            let requests = chunk.drain(..).map(|(_, request)| request).collect();
-            for (number, result) in numbers.into_iter().zip(store.write_each(requests).await) {
-                match result {
-                    Ok(applied) => match applied.first().and_then(|applied| applied.op) {
-                        Some(crm_core::ChangeOp::Created) => counts.created += 1,
-                        Some(_) => counts.updated += 1,
-                        None => counts.unchanged += 1,
-                    },
-                    Err(error) => rejected.push((number, error.message)),
-                }
-            }
+            writing.submit(store, &mut chunk, &mut counts, &mut rejected).await;
         }
         if done {
             break;
         }
     }
+    writing.finish(&mut counts, &mut rejected).await;
     if other_objects + deleted > 0 {
         println!("skipped {other_objects} lines of other objects and {deleted} deleted contacts");
     }
