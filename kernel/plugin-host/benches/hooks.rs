@@ -281,7 +281,7 @@ async fn main() {
             };
             let started = Instant::now();
             let (result, _) = engine.call(&pre, scope, &crm_core::plugin::Limits::DEFAULT, |plugin, store| {
-                plugin.crm_plugin_plugin().call_manifest(store)
+                plugin.call_manifest(store)
             });
             let elapsed = started.elapsed();
             result.unwrap();

@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
-use crate::bindings::{CrmPlugin, CrmPluginPre};
+use crate::bindings::CrmPlugin;
+use crate::exports::{Plugin, PluginPre};
 use crate::host::{CallScope, HostState};
 
 /// How much of each linear memory slot may stay resident between fresh
@@ -36,7 +37,7 @@ pub struct PluginEngine {
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     secret: [u8; 32],
-    compiled: Mutex<HashMap<String, Arc<CrmPluginPre<HostState>>>>,
+    compiled: Mutex<HashMap<String, Arc<PluginPre>>>,
 }
 
 /// Why a call failed, for the admin and the client.
@@ -119,7 +120,7 @@ impl PluginEngine {
 
     /// The prepared component for `wasm` (whose content hash is `hash`),
     /// from memory, the disk cache, or compiled now.
-    pub fn prepare(&self, hash: &str, wasm: &[u8]) -> Result<Arc<CrmPluginPre<HostState>>> {
+    pub fn prepare(&self, hash: &str, wasm: &[u8]) -> Result<Arc<PluginPre>> {
         if let Some(pre) = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(hash) {
             return Ok(pre.clone());
         }
@@ -136,8 +137,8 @@ impl PluginEngine {
             Error::invalid(format!("the component does not fit the crm:plugin@0.1.0 world: {}", error.root_cause()))
         })?;
         let pre = Arc::new(
-            CrmPluginPre::new(instance_pre)
-                .map_err(|error| Error::invalid(format!("the component does not export crm:plugin/plugin: {}", error.root_cause())))?,
+            PluginPre::new(instance_pre)
+                .map_err(|error| Error::invalid(format!("the component does not export crm:plugin/plugin: {error}")))?,
         );
         self.compiled.lock().unwrap_or_else(|p| p.into_inner()).insert(hash.to_string(), pre.clone());
         Ok(pre)
@@ -197,10 +198,10 @@ impl PluginEngine {
     /// Runs `f` on a fresh instance with the budgets of `limits`.
     pub fn call<R>(
         &self,
-        pre: &CrmPluginPre<HostState>,
+        pre: &PluginPre,
         scope: CallScope,
         limits: &Limits,
-        f: impl FnOnce(&CrmPlugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Plugin<'_>, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> (std::result::Result<R, CallFailure>, HostState) {
         let mut store = Store::new(&self.engine, HostState::new(scope, limits.memory_bytes));
         store.limiter(|state| &mut state.limits);

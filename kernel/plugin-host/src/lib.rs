@@ -22,6 +22,7 @@
 pub mod bindings;
 pub mod convert;
 pub mod engine;
+pub mod exports;
 pub mod filter;
 pub mod host;
 pub mod runtime;

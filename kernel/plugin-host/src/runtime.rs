@@ -16,10 +16,10 @@ use crm_core::plugin::{
 use crm_core::plugin_state::{DeadLetter, Effect};
 use crm_core::{Error, ErrorKind, Kernel, Result, TenantId, TenantStore, WriteRequest};
 
-use crate::bindings::CrmPluginPre;
 use crate::bindings::crm::plugin::types as wit;
 use crate::convert;
 use crate::engine::{CallFailure, PluginEngine};
+use crate::exports::{Plugin, PluginPre};
 use crate::host::{CallScope, HostState, LogLine, Phase};
 
 /// Consecutive failed calls after which a plugin is suspended for a tenant.
@@ -47,7 +47,7 @@ pub struct PluginHost {
 #[derive(Clone)]
 struct Prepared {
     active: ActivePlugin,
-    pre: Arc<CrmPluginPre<HostState>>,
+    pre: Arc<PluginPre>,
     limits: Limits,
 }
 
@@ -204,7 +204,7 @@ impl PluginHost {
         prepared: &Prepared,
         phase: Phase,
         request_id: Option<&str>,
-        f: impl FnOnce(&crate::bindings::CrmPlugin, &mut wasmtime::Store<HostState>) -> wasmtime::Result<std::result::Result<R, String>>,
+        f: impl FnOnce(&Plugin<'_>, &mut wasmtime::Store<HostState>) -> wasmtime::Result<std::result::Result<R, String>>,
         size: impl FnOnce(&R) -> usize,
     ) -> std::result::Result<R, String> {
         let scope = self.scope(store, prepared, phase, request_id);
@@ -272,7 +272,7 @@ impl PluginRuntime for PluginHost {
             max_host_calls: 0,
             max_log_bytes: 0,
         };
-        let (result, _) = self.engine.call(&pre, scope, &Limits::DEFAULT, |plugin, store| plugin.crm_plugin_plugin().call_manifest(store));
+        let (result, _) = self.engine.call(&pre, scope, &Limits::DEFAULT, |plugin, store| plugin.call_manifest(store));
         let manifest = result.map_err(|failure| Error::invalid(format!("reading the manifest failed: {}", failure.message)))?;
         convert::manifest_from_wit(manifest).map_err(|error| Error::invalid(format!("invalid manifest: {error}")))
     }
@@ -291,7 +291,7 @@ impl PluginRuntime for PluginHost {
                 &prepared,
                 Phase::BeforeWrite,
                 None,
-                |instance, wasm_store| instance.crm_plugin_plugin().call_tenant_schema(wasm_store, &context),
+                |instance, wasm_store| instance.call_tenant_schema(wasm_store, &context),
                 |extension: &wit::SchemaExtension| extension.objects.len() * 256 + extension.fields.len() * 256,
             )
             .map_err(|message| Error::new(ErrorKind::PluginFailed, format!("plugin {id} {message}")))?;
@@ -370,7 +370,7 @@ impl PluginRuntime for PluginHost {
                 &prepared,
                 Phase::Effects,
                 None,
-                |instance, wasm_store| instance.crm_plugin_plugin().call_on_timer(wasm_store, &context, key, &[]),
+                |instance, wasm_store| instance.call_on_timer(wasm_store, &context, key, &[]),
                 |_| 0,
             ),
             None => {
@@ -389,7 +389,7 @@ impl PluginRuntime for PluginHost {
                     &prepared,
                     Phase::Effects,
                     None,
-                    |instance, wasm_store| instance.crm_plugin_plugin().call_after_commit(wasm_store, &context, &wire),
+                    |instance, wasm_store| instance.call_after_commit(wasm_store, &context, &wire),
                     |_| 0,
                 )
             }
@@ -428,7 +428,7 @@ impl PluginRuntime for PluginHost {
                 &prepared,
                 Phase::Effects,
                 None,
-                |instance, wasm_store| instance.crm_plugin_plugin().call_http(wasm_store, &context, &wire).map(Ok),
+                |instance, wasm_store| instance.call_http(wasm_store, &context, &wire).map(Ok),
                 |response: &wit::HttpResponse| {
                     response.body.len() + response.headers.iter().map(|(name, value)| name.len() + value.len()).sum::<usize>()
                 },
@@ -479,7 +479,7 @@ impl PluginRuntime for PluginHost {
                 &prepared,
                 Phase::Effects,
                 request_id,
-                |plugin, wasm_store| plugin.crm_plugin_plugin().call_invoke(wasm_store, &context, action, &input).map(Ok),
+                |plugin, wasm_store| plugin.call_invoke(wasm_store, &context, action, &input).map(Ok),
                 |answer: &std::result::Result<Vec<wit::Field>, String>| match answer {
                     Ok(fields) => convert::fields_size(fields),
                     Err(message) => message.len(),
@@ -554,7 +554,7 @@ impl WriteHooks for TenantHooks {
                 prepared,
                 Phase::BeforeWrite,
                 call.request_id,
-                |plugin, wasm_store| plugin.crm_plugin_plugin().call_before_write(wasm_store, &context, &wire),
+                |plugin, wasm_store| plugin.call_before_write(wasm_store, &context, &wire),
                 |decisions: &Vec<wit::Decision>| {
                     decisions
                         .iter()
@@ -862,7 +862,7 @@ fn deliver(
             &prepared,
             Phase::Effects,
             None,
-            |instance, wasm_store| instance.crm_plugin_plugin().call_after_commit(wasm_store, &context, &wire),
+            |instance, wasm_store| instance.call_after_commit(wasm_store, &context, &wire),
             |_| 0,
         );
         match result {
@@ -936,7 +936,7 @@ fn fire_timers(
             &prepared,
             Phase::Effects,
             None,
-            |instance, wasm_store| instance.crm_plugin_plugin().call_on_timer(wasm_store, &context, &timer.key, &timer.payload),
+            |instance, wasm_store| instance.call_on_timer(wasm_store, &context, &timer.key, &timer.payload),
             |_| 0,
         );
         let done = Effect::TimerCancel { plugin: timer.plugin.clone(), key: timer.key.clone(), only_at: Some(timer.at) };
