@@ -121,7 +121,10 @@
 //!
 //! - `before_write` runs inside the write transaction, once per batch, and
 //!   must return exactly one [`Decision`] per [`Change`], in order. Reads see
-//!   the state committed before the batch.
+//!   the state committed before the batch. A write of 256 changes or more
+//!   for one plugin is given to it as two batches, called at the same time
+//!   on two fresh instances, so a decision should depend on its own change
+//!   (and what the plugin reads), not on the other changes of the batch.
 //! - `after_commit` gets committed [`Event`]s at least once, in order per
 //!   tenant; an error makes the kernel deliver them again.
 //! - `on_timer` runs timers scheduled with [`timers::schedule`].

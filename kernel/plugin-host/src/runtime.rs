@@ -499,6 +499,10 @@ impl PluginRuntime for PluginHost {
     }
 }
 
+/// Changes from which one plugin's before-write batch is split in two
+/// calls made at once (a bulk write's thousand, not a single write's few).
+const SPLIT_BATCH_AT: usize = 256;
+
 /// The before-write hooks of one tenant.
 struct TenantHooks {
     host: Arc<PluginHost>,
@@ -532,54 +536,71 @@ impl WriteHooks for TenantHooks {
             if selected.is_empty() {
                 continue;
             }
-            let wire: Vec<wit::Change> = selected
-                .iter()
-                .map(|&index| {
-                    let change = &changes[index];
-                    let visible = |field: &str| grants.allows_field(change.object, field, crm_core::plugin::Access::Read);
-                    wit::Change {
-                        object: change.object.to_owned(),
-                        op: convert::op_to_wit(change.op),
-                        id: change.after.id.to_string(),
-                        before: change.before.map(|before| convert::fields_to_wit(&before.fields, visible)),
-                        after: convert::fields_to_wit(change.fields(), visible),
-                    }
-                })
-                .collect();
             let context = host.context(&self.tenant, &prepared.active, call.actor, call.request_id);
-            let result = host.run(
-                Writes::Durable,
-                &self.tenant,
-                &store,
-                prepared,
-                Phase::BeforeWrite,
-                call.request_id,
-                |plugin, wasm_store| plugin.call_before_write(wasm_store, &context, &wire),
-                |decisions: &Vec<wit::Decision>| {
-                    decisions
-                        .iter()
-                        .map(|decision| match decision {
-                            wit::Decision::Patch(fields) => convert::fields_size(fields),
-                            wit::Decision::Reject(rejection) => rejection.message.len(),
-                            wit::Decision::Accept => 1,
-                        })
-                        .sum()
-                },
-            );
-            let decisions = match result {
-                Ok(decisions) if decisions.len() == selected.len() => decisions,
-                Ok(decisions) => {
-                    let message = format!("plugin {plugin} returned {} decisions for {} changes", decisions.len(), selected.len());
+            // The plugin's decisions on the changes at `part` of `changes`.
+            let decide = |part: &[usize]| -> std::result::Result<Vec<wit::Decision>, String> {
+                let wire: Vec<wit::Change> = part
+                    .iter()
+                    .map(|&index| {
+                        let change = &changes[index];
+                        let visible = |field: &str| grants.allows_field(change.object, field, crm_core::plugin::Access::Read);
+                        wit::Change {
+                            object: change.object.to_owned(),
+                            op: convert::op_to_wit(change.op),
+                            id: change.after.id.to_string(),
+                            before: change.before.map(|before| convert::fields_to_wit(&before.fields, visible)),
+                            after: convert::fields_to_wit(change.fields(), visible),
+                        }
+                    })
+                    .collect();
+                let decisions = host.run(
+                    Writes::Durable,
+                    &self.tenant,
+                    &store,
+                    prepared,
+                    Phase::BeforeWrite,
+                    call.request_id,
+                    |plugin, wasm_store| plugin.call_before_write(wasm_store, &context, &wire),
+                    |decisions: &Vec<wit::Decision>| {
+                        decisions
+                            .iter()
+                            .map(|decision| match decision {
+                                wit::Decision::Patch(fields) => convert::fields_size(fields),
+                                wit::Decision::Reject(rejection) => rejection.message.len(),
+                                wit::Decision::Accept => 1,
+                            })
+                            .sum()
+                    },
+                )
+                .map_err(|message| format!("plugin {plugin} {message}"))?;
+                if decisions.len() != part.len() {
+                    let message = format!("plugin {plugin} returned {} decisions for {} changes", decisions.len(), part.len());
                     host.finish(&self.tenant, plugin, &HostState::new(empty_scope(), 0), 0, Some(&message));
-                    match failure {
-                        FailurePolicy::FailClosed => return Err(Error::new(ErrorKind::PluginFailed, message).into()),
-                        FailurePolicy::FailOpen => continue,
-                    }
+                    return Err(message);
                 }
+                Ok(decisions)
+            };
+            // A large batch goes to the plugin in two calls at once, one on
+            // another thread: its two halves take half as long on the
+            // writer's thread, which the tenant's other writes wait for.
+            let outcome = if selected.len() >= SPLIT_BATCH_AT {
+                let (first, second) = selected.split_at(selected.len() / 2);
+                let (first, second) = std::thread::scope(|scope| {
+                    let second = scope.spawn(|| decide(second));
+                    let first = decide(first);
+                    (first, second.join().unwrap_or_else(|_| Err(format!("plugin {plugin} call panicked in the host"))))
+                });
+                first.and_then(|mut decisions| {
+                    decisions.extend(second?);
+                    Ok(decisions)
+                })
+            } else {
+                decide(&selected)
+            };
+            let decisions = match outcome {
+                Ok(decisions) => decisions,
                 Err(message) => match failure {
-                    FailurePolicy::FailClosed => {
-                        return Err(Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} {message}")).into());
-                    }
+                    FailurePolicy::FailClosed => return Err(Error::new(ErrorKind::PluginFailed, message).into()),
                     FailurePolicy::FailOpen => continue,
                 },
             };

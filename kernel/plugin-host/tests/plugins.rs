@@ -121,22 +121,96 @@ async fn a_patcher_patches_inside_the_transaction_and_the_audit_shows_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_bulk_write_calls_the_hook_once() {
+async fn a_bulk_write_calls_the_hook_once_per_half() {
     let f = fixture().await;
     f.install_enable("patcher", &f.a, None).await;
     let store = f.kernel.tenant(&f.a).unwrap();
+    let contacts = |count: usize| -> Vec<Mutation> {
+        (0..count)
+            .map(|i| Mutation::Create {
+                object: "contact".into(),
+                fields: Fields::from([
+                    ("first_name".to_string(), text(&format!("p{i}"))),
+                    ("title".to_string(), text(if i % 3 == 0 { "VP" } else { "Engineer" })),
+                ]),
+            })
+            .collect()
+    };
+    use crm_core::plugin::PluginRuntime;
+    // A small batch: one call.
+    let before = f.host.usage(&f.a, "patcher").calls;
+    let applied = store.write(WriteRequest::new(Actor::cli(), contacts(100))).await.unwrap();
+    assert_eq!(applied.len(), 100);
+    assert_eq!(f.host.usage(&f.a, "patcher").calls - before, 1, "one call for the whole batch");
+    // A thousand: two calls made at once, each decision on its own record.
+    let before = f.host.usage(&f.a, "patcher").calls;
+    let applied = store.write(WriteRequest::new(Actor::cli(), contacts(1000))).await.unwrap();
+    assert_eq!(applied.len(), 1000);
+    assert_eq!(f.host.usage(&f.a, "patcher").calls - before, 2, "one call for each half of the batch");
+    for (i, applied) in applied.iter().enumerate() {
+        let score = if i % 3 == 0 { 30 } else { 0 };
+        assert_eq!(applied.record.get("plugin_score"), &Value::Int(score), "record {i}");
+        assert_eq!(applied.record.get("first_name"), &text(&format!("P{i}")), "record {i}");
+        let stored = store.get("contact", applied.record.id).unwrap().unwrap();
+        assert_eq!(stored.get("plugin_score"), &Value::Int(score), "stored record {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejection_in_the_second_half_of_a_batch_refuses_the_write() {
+    let f = fixture().await;
+    f.install_enable("validator", &f.a, Some(r#"{"blocked_domains": ["example.org"]}"#)).await;
+    let store = f.kernel.tenant(&f.a).unwrap();
     let mutations: Vec<Mutation> = (0..1000)
-        .map(|i| Mutation::Create {
-            object: "contact".into(),
-            fields: Fields::from([("first_name".to_string(), text(&format!("p{i}"))), ("title".to_string(), text("VP"))]),
+        .map(|i| {
+            let domain = if i == 900 { "example.org" } else { "example.com" };
+            Mutation::Create {
+                object: "contact".into(),
+                fields: Fields::from([
+                    ("first_name".to_string(), text(&format!("p{i}"))),
+                    ("email".to_string(), text(&format!("p{i}@{domain}"))),
+                ]),
+            }
         })
         .collect();
-    use crm_core::plugin::PluginRuntime;
-    let before = f.host.usage(&f.a, "patcher").calls;
-    let applied = store.write(WriteRequest::new(Actor::cli(), mutations)).await.unwrap();
-    assert_eq!(applied.len(), 1000);
-    assert!(applied.iter().all(|a| a.record.get("plugin_score") == &Value::Int(30)));
-    assert_eq!(f.host.usage(&f.a, "patcher").calls - before, 1, "one call for the whole batch");
+    let error = store.write(WriteRequest::new(Actor::cli(), mutations)).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Validation, "{error:?}");
+    assert_eq!(error.field.as_deref(), Some("email"));
+    assert!(error.message.contains("example.org"), "{}", error.message);
+    assert_eq!(f.count(&f.a, "contact"), 0, "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejection_in_the_second_half_of_many_requests_fails_only_its_own() {
+    let f = fixture().await;
+    f.install_enable("validator", &f.a, Some(r#"{"blocked_domains": ["example.org"]}"#)).await;
+    let store = f.kernel.tenant(&f.a).unwrap();
+    // A thousand requests of one actor: the writer groups them into one
+    // before-write batch, which goes to the plugin in two halves.
+    let requests: Vec<WriteRequest> = (0..1000)
+        .map(|i| {
+            let domain = if i == 800 { "example.org" } else { "example.com" };
+            let fields = Fields::from([
+                ("first_name".to_string(), text(&format!("p{i}"))),
+                ("email".to_string(), text(&format!("p{i}@{domain}"))),
+            ]);
+            WriteRequest::new(Actor::cli(), vec![Mutation::Create { object: "contact".into(), fields }])
+        })
+        .collect();
+    let outcomes = store.write_each(requests).await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match outcome {
+            Ok(applied) => {
+                assert_ne!(i, 800, "the blocked address was written");
+                assert_eq!(applied[0].record.get("email"), &text(&format!("p{i}@example.com")));
+            }
+            Err(error) => {
+                assert_eq!(i, 800, "request {i} failed: {error:?}");
+                assert_eq!(error.field.as_deref(), Some("email"));
+            }
+        }
+    }
+    assert_eq!(f.count(&f.a, "contact"), 999);
 }
 
 #[tokio::test(flavor = "multi_thread")]
