@@ -580,16 +580,26 @@ impl WriteHooks for TenantHooks {
                 }
                 Ok(decisions)
             };
-            // A large batch goes to the plugin in two calls at once, one on
-            // another thread: its two halves take half as long on the
-            // writer's thread, which the tenant's other writes wait for.
+            // A large batch goes to the plugin in two calls, the second
+            // half offered to another thread: with a core free the halves
+            // run at once and the writer's thread, which the tenant's other
+            // writes wait for, spends half as long. Whichever thread comes
+            // to the second half first calls it, so a helper that is not
+            // scheduled in time costs nothing but its start.
             let outcome = if selected.len() >= SPLIT_BATCH_AT {
                 let (first, second) = selected.split_at(selected.len() / 2);
-                let (first, second) = std::thread::scope(|scope| {
-                    let second = scope.spawn(|| decide(second));
+                let taken = std::sync::atomic::AtomicBool::new(false);
+                let second_half = || (!taken.swap(true, std::sync::atomic::Ordering::AcqRel)).then(|| decide(second));
+                let (first, mine, theirs) = std::thread::scope(|scope| {
+                    let helper = scope.spawn(second_half);
                     let first = decide(first);
-                    (first, second.join().unwrap_or_else(|_| Err(format!("plugin {plugin} call panicked in the host"))))
+                    let mine = second_half();
+                    (first, mine, helper.join())
                 });
+                let second = match (mine, theirs) {
+                    (Some(decisions), _) | (None, Ok(Some(decisions))) => decisions,
+                    (None, _) => Err(format!("plugin {plugin} call ended in a panic of the host")),
+                };
                 first.and_then(|mut decisions| {
                     decisions.extend(second?);
                     Ok(decisions)
