@@ -261,9 +261,10 @@ async fn an_import_of_several_chunks_applies_rows_in_file_order() {
     let mut csv = String::from("first_name,email,lifecycle_stage\n");
     for row in 1..=3500 {
         let line = match row {
-            // The same person again in the second and in the fourth chunk.
-            1500 => "Ten,person10@example.com,customer".to_string(),
-            3400 => "Ten,person10@example.com,subscriber".to_string(),
+            // The same person again at the start of the second and of the
+            // third chunk: chunks queued one right behind the other.
+            1001 => "Ten,person10@example.com,customer".to_string(),
+            2001 => "Ten,person10@example.com,subscriber".to_string(),
             2200 => "Bad,not-an-email,lead".to_string(),
             row => format!("P{row},person{row}@example.com,lead"),
         };

@@ -89,8 +89,8 @@ impl Plugin<'_> {
             let func = self.instance.get_func(&mut *store, index).ok_or_else(|| wasmtime::format_err!("the plugin lost an export"))?;
             // SAFETY: an instance of the same component type-checked this
             // export against these exact types (`checked` is set only
-            // after `get_typed_func` succeeded), and every export is
-            // called through one method below with one signature.
+            // after `get_typed_func` succeeded), and each export is taken
+            // through one getter below, with one signature.
             return Ok(unsafe { TypedFunc::new_unchecked(func) });
         }
         let func = self.instance.get_typed_func::<Params, Results>(&mut *store, index)?;
@@ -98,14 +98,67 @@ impl Plugin<'_> {
         Ok(func)
     }
 
+    /// Type-checks every export against the component: run at install, so
+    /// a component built against another interface is refused there and not
+    /// at its first hook, action or route.
+    pub fn check_exports(&self, store: &mut Store<HostState>) -> wasmtime::Result<()> {
+        self.manifest(store)?;
+        self.tenant_schema(store)?;
+        self.before_write(store)?;
+        self.after_commit(store)?;
+        self.on_timer(store)?;
+        self.invoke(store)?;
+        self.http(store)?;
+        Ok(())
+    }
+
+    // Each export's signature is written once, in its getter below; the
+    // calls and `check_exports` go through these getters, so the types an
+    // export was checked with are the types it is called with.
+
+    fn manifest(&self, store: &mut Store<HostState>) -> wasmtime::Result<TypedFunc<(), (PluginManifest,)>> {
+        self.func(store, Export::Manifest)
+    }
+
+    fn tenant_schema<'p>(&self, store: &mut Store<HostState>) -> wasmtime::Result<TypedFunc<(&'p Context,), (Result<SchemaExtension, String>,)>> {
+        self.func(store, Export::TenantSchema)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn before_write<'p>(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<TypedFunc<(&'p Context, &'p [Change]), (Result<Vec<Decision>, String>,)>> {
+        self.func(store, Export::BeforeWrite)
+    }
+
+    fn after_commit<'p>(&self, store: &mut Store<HostState>) -> wasmtime::Result<TypedFunc<(&'p Context, &'p [Event]), (Result<(), String>,)>> {
+        self.func(store, Export::AfterCommit)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn on_timer<'p>(&self, store: &mut Store<HostState>) -> wasmtime::Result<TypedFunc<(&'p Context, &'p str, &'p [u8]), (Result<(), String>,)>> {
+        self.func(store, Export::OnTimer)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn invoke<'p>(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<TypedFunc<(&'p Context, &'p str, &'p [Field]), (Result<Vec<Field>, String>,)>> {
+        self.func(store, Export::Invoke)
+    }
+
+    fn http<'p>(&self, store: &mut Store<HostState>) -> wasmtime::Result<TypedFunc<(&'p Context, &'p HttpRequest), (HttpResponse,)>> {
+        self.func(store, Export::Http)
+    }
+
     pub fn call_manifest(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginManifest> {
-        let func = self.func::<(), (PluginManifest,)>(store, Export::Manifest)?;
-        Ok(func.call(store, ())?.0)
+        Ok(self.manifest(store)?.call(store, ())?.0)
     }
 
     pub fn call_tenant_schema(&self, store: &mut Store<HostState>, context: &Context) -> wasmtime::Result<Result<SchemaExtension, String>> {
-        let func = self.func::<(&Context,), (Result<SchemaExtension, String>,)>(store, Export::TenantSchema)?;
-        Ok(func.call(store, (context,))?.0)
+        Ok(self.tenant_schema(store)?.call(store, (context,))?.0)
     }
 
     pub fn call_before_write(
@@ -114,18 +167,15 @@ impl Plugin<'_> {
         context: &Context,
         changes: &[Change],
     ) -> wasmtime::Result<Result<Vec<Decision>, String>> {
-        let func = self.func::<(&Context, &[Change]), (Result<Vec<Decision>, String>,)>(store, Export::BeforeWrite)?;
-        Ok(func.call(store, (context, changes))?.0)
+        Ok(self.before_write(store)?.call(store, (context, changes))?.0)
     }
 
     pub fn call_after_commit(&self, store: &mut Store<HostState>, context: &Context, events: &[Event]) -> wasmtime::Result<Result<(), String>> {
-        let func = self.func::<(&Context, &[Event]), (Result<(), String>,)>(store, Export::AfterCommit)?;
-        Ok(func.call(store, (context, events))?.0)
+        Ok(self.after_commit(store)?.call(store, (context, events))?.0)
     }
 
     pub fn call_on_timer(&self, store: &mut Store<HostState>, context: &Context, key: &str, payload: &[u8]) -> wasmtime::Result<Result<(), String>> {
-        let func = self.func::<(&Context, &str, &[u8]), (Result<(), String>,)>(store, Export::OnTimer)?;
-        Ok(func.call(store, (context, key, payload))?.0)
+        Ok(self.on_timer(store)?.call(store, (context, key, payload))?.0)
     }
 
     pub fn call_invoke(
@@ -135,12 +185,10 @@ impl Plugin<'_> {
         action: &str,
         input: &[Field],
     ) -> wasmtime::Result<Result<Vec<Field>, String>> {
-        let func = self.func::<(&Context, &str, &[Field]), (Result<Vec<Field>, String>,)>(store, Export::Invoke)?;
-        Ok(func.call(store, (context, action, input))?.0)
+        Ok(self.invoke(store)?.call(store, (context, action, input))?.0)
     }
 
     pub fn call_http(&self, store: &mut Store<HostState>, context: &Context, request: &HttpRequest) -> wasmtime::Result<HttpResponse> {
-        let func = self.func::<(&Context, &HttpRequest), (HttpResponse,)>(store, Export::Http)?;
-        Ok(func.call(store, (context, request))?.0)
+        Ok(self.http(store)?.call(store, (context, request))?.0)
     }
 }

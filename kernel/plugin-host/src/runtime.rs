@@ -138,14 +138,15 @@ impl PluginHost {
         }
     }
 
-    /// Records the outcome of a call: logs, usage, and suspension after
+    /// Records the outcome of a call — or of the `calls` calls that made
+    /// up one batch, as one outcome: logs, usage, and suspension after
     /// repeated failures.
-    fn finish(&self, tenant: &TenantId, plugin: &str, state: &HostState, fuel_used: u64, failure: Option<&str>) {
+    fn finish(&self, tenant: &TenantId, plugin: &str, logs: &[LogLine], calls: u64, fuel_used: u64, failure: Option<&str>) {
         let key = (tenant.clone(), plugin.to_string());
         {
-            let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-            let lines = logs.entry(key.clone()).or_default();
-            for line in &state.logs {
+            let mut kept = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+            let lines = kept.entry(key.clone()).or_default();
+            for line in logs {
                 tracing::info!(tenant = %tenant, plugin, level = %line.level, "{}", line.message);
                 lines.push_back(line.clone());
             }
@@ -159,7 +160,7 @@ impl PluginHost {
         let suspend = {
             let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
             let entry = usage.entry(key).or_default();
-            entry.calls += 1;
+            entry.calls += calls;
             entry.fuel += fuel_used;
             match failure {
                 None => {
@@ -207,6 +208,38 @@ impl PluginHost {
         f: impl FnOnce(&Plugin<'_>, &mut wasmtime::Store<HostState>) -> wasmtime::Result<std::result::Result<R, String>>,
         size: impl FnOnce(&R) -> usize,
     ) -> std::result::Result<R, String> {
+        let call = self.call(writes, store, prepared, phase, request_id, f, size);
+        let plugin = &prepared.active.enablement.plugin;
+        self.finish(
+            tenant,
+            plugin,
+            &call.state.logs,
+            1,
+            call.fuel_used,
+            call.outcome.as_ref().err().map(|message| format!("plugin {plugin} {message}")).as_deref(),
+        );
+        if call.outcome.is_ok() && call.state.schema_changed {
+            // Calls that may report a change run on blocking threads.
+            let kernel = self.kernel().map_err(|error| error.message)?;
+            self.runtime
+                .block_on(kernel.refresh_plugin_schema(tenant, plugin))
+                .map_err(|error| format!("changed the tenant's schema, which was refused: {}", error.message))?;
+        }
+        call.outcome
+    }
+
+    /// One export in a fresh instance, not yet booked (`finish`).
+    #[allow(clippy::too_many_arguments)]
+    fn call<R>(
+        &self,
+        writes: Writes,
+        store: &Arc<TenantStore>,
+        prepared: &Prepared,
+        phase: Phase,
+        request_id: Option<&str>,
+        f: impl FnOnce(&Plugin<'_>, &mut wasmtime::Store<HostState>) -> wasmtime::Result<std::result::Result<R, String>>,
+        size: impl FnOnce(&R) -> usize,
+    ) -> Called<R> {
         let scope = self.scope(store, prepared, phase, request_id);
         let limits = prepared.limits;
         let mut fuel_left = 0;
@@ -235,17 +268,7 @@ impl PluginHost {
             }
         };
         let outcome = outcome.and_then(|value| synced.map(|()| value));
-        let plugin = &prepared.active.enablement.plugin;
-        let fuel_used = limits.fuel.saturating_sub(fuel_left);
-        self.finish(tenant, plugin, &state, fuel_used, outcome.as_ref().err().map(|message| format!("plugin {plugin} {message}")).as_deref());
-        if outcome.is_ok() && state.schema_changed {
-            // Calls that may report a change run on blocking threads.
-            let kernel = self.kernel().map_err(|error| error.message)?;
-            self.runtime
-                .block_on(kernel.refresh_plugin_schema(tenant, plugin))
-                .map_err(|error| format!("changed the tenant's schema, which was refused: {}", error.message))?;
-        }
-        outcome
+        Called { outcome, state, fuel_used: limits.fuel.saturating_sub(fuel_left) }
     }
 
     /// Usage of every plugin in every tenant, for /metrics.
@@ -272,7 +295,10 @@ impl PluginRuntime for PluginHost {
             max_host_calls: 0,
             max_log_bytes: 0,
         };
-        let (result, _) = self.engine.call(&pre, scope, &Limits::DEFAULT, |plugin, store| plugin.call_manifest(store));
+        let (result, _) = self.engine.call(&pre, scope, &Limits::DEFAULT, |plugin, store| {
+            plugin.check_exports(store)?;
+            plugin.call_manifest(store)
+        });
         let manifest = result.map_err(|failure| Error::invalid(format!("reading the manifest failed: {}", failure.message)))?;
         convert::manifest_from_wit(manifest).map_err(|error| Error::invalid(format!("invalid manifest: {error}")))
     }
@@ -499,6 +525,14 @@ impl PluginRuntime for PluginHost {
     }
 }
 
+/// A call made and not yet booked: its outcome (an error without the
+/// plugin's name), what the instance left (logs, flags) and its fuel.
+struct Called<R> {
+    outcome: std::result::Result<R, String>,
+    state: HostState,
+    fuel_used: u64,
+}
+
 /// Changes from which one plugin's before-write batch is split in two
 /// calls made at once (a bulk write's thousand, not a single write's few).
 const SPLIT_BATCH_AT: usize = 256;
@@ -537,8 +571,9 @@ impl WriteHooks for TenantHooks {
                 continue;
             }
             let context = host.context(&self.tenant, &prepared.active, call.actor, call.request_id);
-            // The plugin's decisions on the changes at `part` of `changes`.
-            let decide = |part: &[usize]| -> std::result::Result<Vec<wit::Decision>, String> {
+            // The plugin's decisions on the changes at `part` of `changes`,
+            // from one call, not yet booked.
+            let decide = |part: &[usize]| -> Called<Vec<wit::Decision>> {
                 let wire: Vec<wit::Change> = part
                     .iter()
                     .map(|&index| {
@@ -553,9 +588,8 @@ impl WriteHooks for TenantHooks {
                         }
                     })
                     .collect();
-                let decisions = host.run(
+                let mut called = host.call(
                     Writes::Durable,
-                    &self.tenant,
                     &store,
                     prepared,
                     Phase::BeforeWrite,
@@ -571,49 +605,58 @@ impl WriteHooks for TenantHooks {
                             })
                             .sum()
                     },
-                )
-                .map_err(|message| format!("plugin {plugin} {message}"))?;
-                if decisions.len() != part.len() {
-                    let message = format!("plugin {plugin} returned {} decisions for {} changes", decisions.len(), part.len());
-                    host.finish(&self.tenant, plugin, &HostState::new(empty_scope(), 0), 0, Some(&message));
-                    return Err(message);
+                );
+                if let Ok(decisions) = &called.outcome
+                    && decisions.len() != part.len()
+                {
+                    called.outcome = Err(format!("returned {} decisions for {} changes", decisions.len(), part.len()));
                 }
-                Ok(decisions)
+                called
             };
             // A large batch goes to the plugin in two calls, the second
             // half offered to another thread: with a core free the halves
             // run at once and the writer's thread, which the tenant's other
             // writes wait for, spends half as long. Whichever thread comes
             // to the second half first calls it, so a helper that is not
-            // scheduled in time costs nothing but its start.
-            let outcome = if selected.len() >= SPLIT_BATCH_AT {
+            // scheduled in time (or not started at all) costs nothing but
+            // its start. The batch is booked as one outcome of its calls.
+            let calls: Vec<Called<Vec<wit::Decision>>> = if selected.len() >= SPLIT_BATCH_AT {
                 let (first, second) = selected.split_at(selected.len() / 2);
                 let taken = std::sync::atomic::AtomicBool::new(false);
                 let second_half = || (!taken.swap(true, std::sync::atomic::Ordering::AcqRel)).then(|| decide(second));
-                let (first, mine, theirs) = std::thread::scope(|scope| {
-                    let helper = scope.spawn(second_half);
+                std::thread::scope(|scope| {
+                    let helper = std::thread::Builder::new().name("before-write".into()).spawn_scoped(scope, second_half).ok();
                     let first = decide(first);
                     let mine = second_half();
-                    (first, mine, helper.join())
-                });
-                let second = match (mine, theirs) {
-                    (Some(decisions), _) | (None, Ok(Some(decisions))) => decisions,
-                    (None, _) => Err(format!("plugin {plugin} call ended in a panic of the host")),
-                };
-                first.and_then(|mut decisions| {
-                    decisions.extend(second?);
-                    Ok(decisions)
+                    let theirs = match helper.map(|helper| helper.join()) {
+                        None | Some(Ok(None)) => None,
+                        Some(Ok(Some(called))) => Some(called),
+                        Some(Err(_)) => {
+                            tracing::error!(tenant = %self.tenant, plugin = %plugin, "a before-write call panicked in the host");
+                            Some(Called {
+                                outcome: Err("call ended in a panic of the host".to_string()),
+                                state: HostState::new(empty_scope(), 0),
+                                fuel_used: 0,
+                            })
+                        }
+                    };
+                    // One of the two threads took the second half.
+                    vec![first, mine.or(theirs).unwrap_or_else(|| decide(second))]
                 })
             } else {
-                decide(&selected)
+                vec![decide(&selected)]
             };
-            let decisions = match outcome {
-                Ok(decisions) => decisions,
-                Err(message) => match failure {
+            let failed = calls.iter().find_map(|called| called.outcome.as_ref().err()).map(|message| format!("plugin {plugin} {message}"));
+            let logs: Vec<LogLine> = calls.iter().flat_map(|called| called.state.logs.iter().cloned()).collect();
+            let fuel_used = calls.iter().map(|called| called.fuel_used).sum();
+            host.finish(&self.tenant, plugin, &logs, calls.len() as u64, fuel_used, failed.as_deref());
+            if let Some(message) = failed {
+                match failure {
                     FailurePolicy::FailClosed => return Err(Error::new(ErrorKind::PluginFailed, message).into()),
                     FailurePolicy::FailOpen => continue,
-                },
-            };
+                }
+            }
+            let decisions: Vec<wit::Decision> = calls.into_iter().flat_map(|called| called.outcome.unwrap_or_default()).collect();
             for (index, decision) in selected.into_iter().zip(decisions) {
                 let change = &mut changes[index];
                 match decision {
@@ -635,7 +678,7 @@ impl WriteHooks for TenantHooks {
                         for (name, value) in fields {
                             if !grants.allows_field(change.object, &name, access) {
                                 let message = format!("plugin {plugin} patched {}.{name}, which it may not write", change.object);
-                                host.finish(&self.tenant, plugin, &HostState::new(empty_scope(), 0), 0, Some(&message));
+                                host.finish(&self.tenant, plugin, &[], 1, 0, Some(&message));
                                 return Err(HookFailure { error: Error::new(ErrorKind::PluginFailed, message), change: Some(index) });
                             }
                             change.set(name, value);

@@ -185,19 +185,35 @@ async fn a_rejection_in_the_second_half_of_many_requests_fails_only_its_own() {
     let f = fixture().await;
     f.install_enable("validator", &f.a, Some(r#"{"blocked_domains": ["example.org"]}"#)).await;
     let store = f.kernel.tenant(&f.a).unwrap();
-    // A thousand requests of one actor: the writer groups them into one
-    // before-write batch, which goes to the plugin in two halves.
-    let requests: Vec<WriteRequest> = (0..1000)
-        .map(|i| {
-            let domain = if i == 800 { "example.org" } else { "example.com" };
-            let fields = Fields::from([
-                ("first_name".to_string(), text(&format!("p{i}"))),
-                ("email".to_string(), text(&format!("p{i}@{domain}"))),
-            ]);
-            WriteRequest::new(Actor::cli(), vec![Mutation::Create { object: "contact".into(), fields }])
+    // A bulk request and then a thousand single requests of one actor:
+    // while the writer applies the bulk one the others queue up, and it
+    // groups them into before-write batches of up to a thousand changes,
+    // which go to the plugin in two halves.
+    let bulk: Vec<Mutation> = (0..1000)
+        .map(|i| Mutation::Create {
+            object: "contact".into(),
+            fields: Fields::from([
+                ("first_name".to_string(), text(&format!("b{i}"))),
+                ("email".to_string(), text(&format!("b{i}@example.com"))),
+            ]),
         })
         .collect();
-    let outcomes = store.write_each(requests).await;
+    let mut requests = vec![WriteRequest::new(Actor::cli(), bulk)];
+    requests.extend((0..1000).map(|i| {
+        let domain = if i == 800 { "example.org" } else { "example.com" };
+        let fields = Fields::from([
+            ("first_name".to_string(), text(&format!("p{i}"))),
+            ("email".to_string(), text(&format!("p{i}@{domain}"))),
+        ]);
+        WriteRequest::new(Actor::cli(), vec![Mutation::Create { object: "contact".into(), fields }])
+    }));
+    use crm_core::plugin::PluginRuntime;
+    let before = f.host.usage(&f.a, "validator").calls;
+    let mut outcomes = store.write_each(requests).await;
+    assert_eq!(outcomes.remove(0).expect("the bulk request").len(), 1000);
+    // At least the bulk request's two halves and one split group of the
+    // single requests.
+    assert!(f.host.usage(&f.a, "validator").calls - before >= 4);
     for (i, outcome) in outcomes.iter().enumerate() {
         match outcome {
             Ok(applied) => {
@@ -210,7 +226,7 @@ async fn a_rejection_in_the_second_half_of_many_requests_fails_only_its_own() {
             }
         }
     }
-    assert_eq!(f.count(&f.a, "contact"), 999);
+    assert_eq!(f.count(&f.a, "contact"), 1999);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -336,6 +352,32 @@ async fn wrong_decision_counts_are_a_plugin_failure() {
     let error = hostile(&f, "bad-decisions").await;
     assert_eq!(error.kind, ErrorKind::PluginFailed);
     assert!(error.message.contains("decisions"), "{}", error.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_split_batch_is_booked_as_one_outcome() {
+    let f = fixture().await;
+    f.kernel.install_plugin(&wasm("hostile")).unwrap();
+    f.kernel
+        .enable_plugin(&f.a, "hostile", EnableOptions { config: Some(r#"{"mode": "bad-decisions"}"#.into()), ..Default::default() })
+        .await
+        .unwrap();
+    let store = f.kernel.tenant(&f.a).unwrap();
+    let mutations: Vec<Mutation> = (0..600)
+        .map(|i| Mutation::Create { object: "contact".into(), fields: Fields::from([("first_name".to_string(), text(&format!("m{i}")))]) })
+        .collect();
+    use crm_core::plugin::PluginRuntime;
+    let before = f.host.usage(&f.a, "hostile");
+    let error = store.write(WriteRequest::new(Actor::cli(), mutations)).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::PluginFailed);
+    assert!(error.message.contains("301 decisions for 300 changes"), "{}", error.message);
+    let after = f.host.usage(&f.a, "hostile");
+    // Both halves failed: two calls, one failed batch, so a plugin is
+    // suspended after as many failed writes as with one call each.
+    assert_eq!(after.calls - before.calls, 2);
+    assert_eq!(after.errors - before.errors, 1);
+    assert_eq!(after.consecutive_failures, before.consecutive_failures + 1);
+    assert_eq!(f.count(&f.a, "contact"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
