@@ -297,3 +297,31 @@ async fn an_import_of_several_chunks_applies_rows_in_file_order() {
     assert_eq!(ten[0]["version"], 3);
     assert!(contacts.iter().any(|line| line["fields"]["email"] == "person3500@example.com"), "the last chunk is written");
 }
+
+/// JSON lines that turn unreadable after more than a chunk: the lines
+/// before the bad one are imported and reported, then the command fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_json_line_reports_what_was_imported_before_it() {
+    let dir = data_dir();
+    let files = tempfile::tempdir().expect("temp dir");
+    create_tenant(dir.path(), "acme").await;
+    let mut bytes = Vec::new();
+    for row in 1..=1500 {
+        let line = json!({ "object": "contact", "deleted_at": null, "fields": { "first_name": format!("J{row}"), "email": format!("j{row}@example.com") } });
+        bytes.extend_from_slice(line.to_string().as_bytes());
+        bytes.push(b'\n');
+    }
+    bytes.extend_from_slice(b"{\"object\": \"contact\", \"fields\": {\"first_name\": \"\xff\xfe\"}}\n");
+    let file = files.path().join("broken.jsonl");
+    std::fs::write(&file, bytes).expect("write jsonl");
+    let output = crm(dir.path(), &["import", "contacts", file.to_str().expect("path"), "--tenant", "acme"]).await;
+    assert!(!output.status.success(), "an unreadable line fails the import");
+    assert!(stderr(&output).contains("cannot read line 1501"), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "imported into tenant 'acme': 1500 created, 0 updated, 0 unchanged, 0 rejected");
+
+    let out = files.path().join("acme.jsonl");
+    let output = crm(dir.path(), &["export", "--tenant", "acme", "--out", out.to_str().expect("path")]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let contacts = std::fs::read_to_string(&out).expect("read export").lines().filter(|line| line.contains("\"object\":\"contact\"")).count();
+    assert_eq!(contacts, 1500);
+}

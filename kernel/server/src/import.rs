@@ -250,7 +250,20 @@ async fn json_lines(store: &crm_core::TenantStore, caller: &Caller, tenant: &str
         let done = next.is_none();
         if let Some((index, line)) = next {
             let number = index as u64 + 1;
-            let line = line.with_context(|| format!("cannot read line {number} of {}", file.display()))?;
+            let line = match line {
+                Ok(line) => line,
+                Err(error) => {
+                    // The lines before the unreadable one are imported
+                    // (an import again after the fix finds them by email);
+                    // say so before failing.
+                    if !chunk.is_empty() {
+                        writing.submit(store, &mut chunk, &mut counts, &mut rejected).await;
+                    }
+                    writing.finish(&mut counts, &mut rejected).await;
+                    report(tenant, counts, rejected);
+                    return Err(error).with_context(|| format!("cannot read line {number} of {}", file.display()));
+                }
+            };
             if !line.trim().is_empty() {
                 match serde_json::from_str::<Json>(&line) {
                     Err(error) => rejected.push((number, format!("not a JSON line of an export: {error}"))),
