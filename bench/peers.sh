@@ -31,7 +31,10 @@
 #   OUT_ROOT=$RUN_DIR/peers-<time>   bench.sh outputs (peer/, crm/) and comparison.md
 #   SKIP_BUILD=1                use the existing target/release/crm
 #   SKIP_PEER=1 / SKIP_CRM=1    measure one side only (the table shows what exists)
-#   KEEP_SERVER=1               leave our server running afterwards (PostGraphile is always left running)
+#   KEEP_SERVER=1               leave our server running afterwards
+#   KEEP_PEER=1                 leave PostGraphile and PostgreSQL running afterwards (by default a run
+#                               that set the peer up stops both: idle, they still slowed later
+#                               benchmarks on this 2-core machine, see BENCHMARKS.md)
 #   CRM_RATE_LIMIT_KEY=0 CRM_RATE_LIMIT_TENANT=0   our per-key / per-tenant rate limits (0 = off, as the peer)
 set -euo pipefail
 
@@ -85,7 +88,18 @@ stop_crm() {
   wait "$CRM_PID" 2>/dev/null || true
   CRM_PID=""; rm -f "$RUN_DIR/crm.pid"
 }
-on_exit() { [[ "${KEEP_SERVER:-0}" == 1 ]] || stop_crm; }
+stop_peer() {
+  [[ "${SKIP_PEER:-0}" == 1 || "${KEEP_PEER:-0}" == 1 ]] && return 0
+  bash "$PEERS_DIR/setup.sh" --stop >/dev/null 2>&1 || true
+  command -v pg_lsclusters >/dev/null || return 0
+  pg_lsclusters -h | awk '$4 == "online" { print $1, $2 }' | while read -r version cluster; do
+    pg_ctlcluster "$version" "$cluster" stop || true
+  done
+}
+on_exit() {
+  [[ "${KEEP_SERVER:-0}" == 1 ]] || stop_crm
+  stop_peer
+}
 trap on_exit EXIT
 
 # ------------------------------------------------------------------ 1. build
