@@ -33,8 +33,9 @@
 #   SKIP_PEER=1 / SKIP_CRM=1    measure one side only (the table shows what exists)
 #   KEEP_SERVER=1               leave our server running afterwards
 #   KEEP_PEER=1                 leave PostGraphile and PostgreSQL running afterwards (by default a run
-#                               that set the peer up stops both: idle, they still slowed later
-#                               benchmarks on this 2-core machine, see BENCHMARKS.md)
+#                               that set the peer up stops both, the cluster ${PG_VER:-15}/main only:
+#                               idle, they still slowed later benchmarks on this 2-core machine,
+#                               see BENCHMARKS.md)
 #   CRM_RATE_LIMIT_KEY=0 CRM_RATE_LIMIT_TENANT=0   our per-key / per-tenant rate limits (0 = off, as the peer)
 set -euo pipefail
 
@@ -88,15 +89,18 @@ stop_crm() {
   wait "$CRM_PID" 2>/dev/null || true
   CRM_PID=""; rm -f "$RUN_DIR/crm.pid"
 }
+# Set once this run has set the peer up (PostGraphile and the cluster
+# ${PG_VER:-15}/main that setup.sh starts).
+PEER_STARTED=0
 stop_peer() {
-  [[ "${SKIP_PEER:-0}" == 1 || "${KEEP_PEER:-0}" == 1 ]] && return 0
+  [[ "$PEER_STARTED" == 1 && "${KEEP_PEER:-0}" != 1 ]] || return 0
   bash "$PEERS_DIR/setup.sh" --stop >/dev/null 2>&1 || true
-  command -v pg_lsclusters >/dev/null || return 0
-  pg_lsclusters -h | awk '$4 == "online" { print $1, $2 }' | while read -r version cluster; do
-    pg_ctlcluster "$version" "$cluster" stop || true
-  done
+  if command -v pg_ctlcluster >/dev/null; then
+    pg_ctlcluster "${PG_VER:-15}" main stop </dev/null >/dev/null 2>&1 || true
+  fi
 }
 on_exit() {
+  set +e
   [[ "${KEEP_SERVER:-0}" == 1 ]] || stop_crm
   stop_peer
 }
@@ -116,6 +120,7 @@ fi
 # ------------------------------------------------------------------ 2. peer setup
 if [[ "${SKIP_PEER:-0}" != 1 ]]; then
   log "bash $PEERS_DIR/setup.sh"
+  PEER_STARTED=1
   bash "$PEERS_DIR/setup.sh"
 fi
 command -v wrk >/dev/null || { echo "wrk not found (bash $PEERS_DIR/setup.sh installs it)" >&2; exit 1; }

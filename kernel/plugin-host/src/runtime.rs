@@ -649,8 +649,12 @@ impl WriteHooks for TenantHooks {
             let failed = calls.iter().find_map(|called| called.outcome.as_ref().err()).map(|message| format!("plugin {plugin} {message}"));
             let logs: Vec<LogLine> = calls.iter().flat_map(|called| called.state.logs.iter().cloned()).collect();
             let fuel_used = calls.iter().map(|called| called.fuel_used).sum();
-            host.finish(&self.tenant, plugin, &logs, calls.len() as u64, fuel_used, failed.as_deref());
+            // The batch is booked once, with what its decisions turn out to
+            // be: a patch the plugin may not make fails it like an error.
+            let made = calls.len() as u64;
+            let book = |failure: Option<&str>| host.finish(&self.tenant, plugin, &logs, made, fuel_used, failure);
             if let Some(message) = failed {
+                book(Some(&message));
                 match failure {
                     FailurePolicy::FailClosed => return Err(Error::new(ErrorKind::PluginFailed, message).into()),
                     FailurePolicy::FailOpen => continue,
@@ -662,6 +666,7 @@ impl WriteHooks for TenantHooks {
                 match decision {
                     wit::Decision::Accept => {}
                     wit::Decision::Reject(rejection) => {
+                        book(None);
                         let message = rejection.message.chars().take(1000).collect::<String>();
                         let error = match rejection.field {
                             Some(field) => Error { kind: ErrorKind::Validation, message: format!("{field}: {message}"), field: Some(field) },
@@ -671,14 +676,18 @@ impl WriteHooks for TenantHooks {
                     }
                     wit::Decision::Patch(fields) => {
                         let access = if change.op == ChangeOp::Created { crm_core::plugin::Access::Create } else { crm_core::plugin::Access::Update };
-                        let fields = convert::fields_from_wit(fields).map_err(|error| HookFailure {
-                            error: Error::new(ErrorKind::PluginFailed, format!("plugin {plugin} patched {error}")),
-                            change: Some(index),
-                        })?;
+                        let fields = match convert::fields_from_wit(fields) {
+                            Ok(fields) => fields,
+                            Err(error) => {
+                                let message = format!("plugin {plugin} patched {error}");
+                                book(Some(&message));
+                                return Err(HookFailure { error: Error::new(ErrorKind::PluginFailed, message), change: Some(index) });
+                            }
+                        };
                         for (name, value) in fields {
                             if !grants.allows_field(change.object, &name, access) {
                                 let message = format!("plugin {plugin} patched {}.{name}, which it may not write", change.object);
-                                host.finish(&self.tenant, plugin, &[], 1, 0, Some(&message));
+                                book(Some(&message));
                                 return Err(HookFailure { error: Error::new(ErrorKind::PluginFailed, message), change: Some(index) });
                             }
                             change.set(name, value);
@@ -686,6 +695,7 @@ impl WriteHooks for TenantHooks {
                     }
                 }
             }
+            book(None);
         }
         Ok(())
     }

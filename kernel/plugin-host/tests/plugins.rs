@@ -211,9 +211,11 @@ async fn a_rejection_in_the_second_half_of_many_requests_fails_only_its_own() {
     let before = f.host.usage(&f.a, "validator").calls;
     let mut outcomes = store.write_each(requests).await;
     assert_eq!(outcomes.remove(0).expect("the bulk request").len(), 1000);
-    // At least the bulk request's two halves and one split group of the
-    // single requests.
-    assert!(f.host.usage(&f.a, "validator").calls - before >= 4);
+    // Split: two calls for the bulk request and two for each group of
+    // single requests, in the pass that met the rejection and in the one
+    // redone without it (6 or 8); without the split 3 or 4.
+    let calls = f.host.usage(&f.a, "validator").calls - before;
+    assert!(calls >= 6, "{calls} calls");
     for (i, outcome) in outcomes.iter().enumerate() {
         match outcome {
             Ok(applied) => {
