@@ -26,6 +26,7 @@ use async_graphql::parser::types::{
     BaseType, DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
 };
 use async_graphql::{Name, Positioned, Value as Gql, Variables};
+use crm_core::access::SCOPE_FIELDS;
 use crm_core::metadata::{FieldType, Metadata, ObjectDef};
 use crm_core::normalize::format_datetime;
 use crm_core::{Cursor, ListQuery, Operation, Page, Reader, Record, RecordId, Sort};
@@ -218,6 +219,10 @@ struct RecordSelection {
     items: Vec<(Name, RecordItem)>,
     /// Fields the caller's role must be allowed to read.
     checked: Vec<String>,
+    /// The stored fields read of each record: the values and relations
+    /// selected and the fields its scope is checked on. Records are decoded
+    /// with these only.
+    fields: Arc<[String]>,
 }
 
 enum RecordItem {
@@ -235,6 +240,8 @@ enum RecordItem {
 struct ConnectionSelection {
     type_name: Gql,
     items: Vec<(Name, ConnectionItem)>,
+    /// What its nodes read ([`RecordSelection::fields`]), for the list query.
+    fields: Arc<[String]>,
 }
 
 enum ConnectionItem {
@@ -465,11 +472,22 @@ impl Compiler<'_> {
             }
             items.push((key, item));
         }
+        let mut read: Vec<String> = items
+            .iter()
+            .filter_map(|(_, item)| match item {
+                RecordItem::Value { field, .. } | RecordItem::Relation { field, .. } => Some(field.clone()),
+                _ => None,
+            })
+            .chain(SCOPE_FIELDS.iter().map(|field| field.to_string()))
+            .collect();
+        read.sort_unstable();
+        read.dedup();
         Ok(RecordSelection {
             type_name: Gql::String(pascal(&object.name)),
             object: Arc::from(object.name.as_str()),
             items,
             checked,
+            fields: read.into(),
         })
     }
 
@@ -532,7 +550,23 @@ impl Compiler<'_> {
             };
             items.push((key, item));
         }
-        Ok(ConnectionSelection { type_name: Gql::String(format!("{type_name}Connection")), items })
+        let mut read: Vec<String> = Vec::new();
+        for (_, item) in &items {
+            match item {
+                ConnectionItem::Nodes(nodes) => read.extend(nodes.fields.iter().cloned()),
+                ConnectionItem::Edges(edges) => {
+                    for (_, item) in &edges.items {
+                        if let EdgeItem::Node(node) = item {
+                            read.extend(node.fields.iter().cloned());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        read.sort_unstable();
+        read.dedup();
+        Ok(ConnectionSelection { type_name: Gql::String(format!("{type_name}Connection")), items, fields: read.into() })
     }
 }
 
@@ -632,6 +666,7 @@ impl<'a> Runner<'a> {
     fn list(&self, object: &ObjectDef, arguments: &Arguments, selection: &ConnectionSelection) -> Run<Gql> {
         let (mut query, sort, page) = list_args(object, &self.arguments(arguments)?, self.limits).map_err(|_| Bail)?;
         self.secure(&mut query)?;
+        query.fields = Some(selection.fields.clone());
         let page = self.reader.list(&query, &page).map_err(|_| Bail)?;
         let connection = Connection { query: &query, sort: &sort, page: &page, total: None };
         Ok(self.connections(selection, &[connection])?.remove(0))
@@ -713,7 +748,8 @@ impl<'a> Runner<'a> {
         wanted.sort_unstable();
         wanted.dedup();
         self.rc.access.require(target, Operation::Read).map_err(|_| Bail)?;
-        let found = self.reader.get_many(target, &wanted).map_err(|_| Bail)?;
+        let keep: Vec<&str> = selection.fields.iter().map(String::as_str).collect();
+        let found = self.reader.get_many_fields(target, &wanted, Some(&keep)).map_err(|_| Bail)?;
         let mut present: Vec<&Record> = Vec::with_capacity(found.len());
         for id in &wanted {
             if let Some(record) = found.get(id).filter(|record| !record.is_deleted()) {
@@ -737,6 +773,7 @@ impl<'a> Runner<'a> {
     ) -> Run<Vec<Gql>> {
         let (mut query, sort, page) = list_args(child, &self.arguments(arguments)?, self.limits).map_err(|_| Bail)?;
         self.secure(&mut query)?;
+        query.fields = Some(selection.fields.clone());
         let mut parents: Vec<RecordId> = Vec::with_capacity(records.len());
         for record in records {
             if !parents.contains(&record.id) {

@@ -25,6 +25,9 @@ use crate::query::{Condition, Filter};
 use crate::value::{Record, Value};
 use crate::writer::{Fields, Mutation};
 
+/// The fields a record's scope (`own`, `team`) is decided on.
+pub const SCOPE_FIELDS: [&str; 2] = ["owner_id", "team_id"];
+
 /// Which records of an object an operation reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
 #[serde(rename_all = "snake_case")]
@@ -332,13 +335,14 @@ impl Access {
         if scope == Scope::All || !is_owned(metadata, object) {
             return true;
         }
-        let owner = record.get("owner_id");
+        let [owner_field, team_field] = SCOPE_FIELDS;
+        let owner = record.get(owner_field);
         let is_mine = matches!((owner, &self.principal.user), (Value::Id(owner), Some(user)) if owner == user);
         match scope {
             Scope::Own => is_mine,
             Scope::Team => {
                 is_mine
-                    || matches!((record.get("team_id"), &self.principal.team), (Value::Id(team), Some(mine)) if team == mine)
+                    || matches!((record.get(team_field), &self.principal.team), (Value::Id(team), Some(mine)) if team == mine)
             }
             Scope::All => true,
         }

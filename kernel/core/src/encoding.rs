@@ -44,20 +44,141 @@ pub fn encode_record(record: &Record) -> Result<Vec<u8>> {
 }
 
 pub fn decode_record(id: RecordId, bytes: &[u8]) -> Result<Record> {
+    decode_record_fields(id, bytes, None)
+}
+
+/// Decodes a record keeping only the fields `keep` names (all of them
+/// when `None`). The others are parsed over without being copied, and are
+/// absent from the result: a record decoded this way is for reading those
+/// fields, never for writing back.
+pub fn decode_record_fields(id: RecordId, bytes: &[u8], keep: Option<&[&str]>) -> Result<Record> {
     match bytes.split_first() {
         Some((&RECORD_FORMAT, rest)) => {
-            let stored: StoredRecordV1 = postcard::from_bytes(rest)?;
+            let mut deserializer = postcard::Deserializer::from_bytes(rest);
+            let stored = serde::Deserializer::deserialize_tuple(&mut deserializer, 5, StoredVisitor { keep })?;
             Ok(Record {
                 id,
                 version: stored.version,
                 created_at: stored.created_at,
                 updated_at: stored.updated_at,
                 deleted_at: stored.deleted_at,
-                fields: stored.fields.into_iter().collect::<BTreeMap<_, _>>(),
+                fields: stored.fields,
             })
         }
         Some((format, _)) => Err(Error::internal(format!("record {id} has unknown format {format}"))),
         None => Err(Error::internal(format!("record {id} is empty"))),
+    }
+}
+
+/// [`StoredRecordV1`] as decoded, fields straight into the record's map.
+struct Decoded {
+    version: u64,
+    created_at: i64,
+    updated_at: i64,
+    deleted_at: Option<i64>,
+    fields: BTreeMap<String, Value>,
+}
+
+/// A [`Value`] read in place: what a field not kept is parsed as. Its
+/// variants are [`Value`]'s, in the same order, so both read the same bytes.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+enum SkippedValue<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(&'a str),
+    Id(RecordId),
+    List(Vec<&'a str>),
+}
+
+/// Reads the five members of [`StoredRecordV1`] in order (postcard writes
+/// a struct as the tuple of its members).
+struct StoredVisitor<'k> {
+    keep: Option<&'k [&'k str]>,
+}
+
+impl<'de> serde::de::Visitor<'de> for StoredVisitor<'_> {
+    type Value = Decoded;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a stored record")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Decoded, A::Error> {
+        let missing = || serde::de::Error::custom("stored record too short");
+        Ok(Decoded {
+            version: seq.next_element()?.ok_or_else(missing)?,
+            created_at: seq.next_element()?.ok_or_else(missing)?,
+            updated_at: seq.next_element()?.ok_or_else(missing)?,
+            deleted_at: seq.next_element()?.ok_or_else(missing)?,
+            fields: seq.next_element_seed(FieldsSeed { keep: self.keep })?.ok_or_else(missing)?,
+        })
+    }
+}
+
+/// The `(name, value)` list of a stored record, into a map.
+struct FieldsSeed<'k> {
+    keep: Option<&'k [&'k str]>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldsSeed<'_> {
+    type Value = BTreeMap<String, Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldsSeed<'_> {
+    type Value = BTreeMap<String, Value>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a list of fields")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+        // Stored in name order: collected, the map is built in one pass.
+        let mut fields = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(field) = seq.next_element_seed(FieldSeed { keep: self.keep })? {
+            fields.extend(field);
+        }
+        Ok(fields.into_iter().collect())
+    }
+}
+
+/// One `(name, value)` pair: the name is read in place first, and the
+/// value copied out only when the name is kept.
+struct FieldSeed<'k> {
+    keep: Option<&'k [&'k str]>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldSeed<'_> {
+    type Value = Option<(String, Value)>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> std::result::Result<Self::Value, D::Error> {
+        deserializer.deserialize_tuple(2, self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldSeed<'_> {
+    type Value = Option<(String, Value)>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a field name and value")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
+        let missing = || serde::de::Error::custom("stored field too short");
+        let name: &'de str = seq.next_element()?.ok_or_else(missing)?;
+        if self.keep.is_none_or(|keep| keep.contains(&name)) {
+            let value: Value = seq.next_element()?.ok_or_else(missing)?;
+            Ok(Some((name.to_owned(), value)))
+        } else {
+            let _: SkippedValue<'de> = seq.next_element()?.ok_or_else(missing)?;
+            Ok(None)
+        }
     }
 }
 
@@ -163,6 +284,18 @@ mod tests {
         out
     }
 
+    fn any_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            any::<f64>().prop_filter("NaN is not equal to itself", |f| !f.is_nan()).prop_map(Value::Float),
+            ".{0,20}".prop_map(Value::Text),
+            any::<u128>().prop_map(|id| Value::Id(RecordId(id))),
+            proptest::collection::vec(".{0,6}", 0..4).prop_map(Value::List),
+        ]
+    }
+
     proptest! {
         #[test]
         fn int_keys_preserve_order(a: i64, b: i64) {
@@ -186,6 +319,31 @@ mod tests {
                 prop_assert!(!full.starts_with(&other));
             }
             prop_assert_eq!(id_from_index_key(&full), Some(RecordId(id)));
+        }
+
+        #[test]
+        fn a_record_decodes_as_its_stored_form_and_keeps_what_is_asked(
+            fields in proptest::collection::btree_map("[a-e]{1,3}", any_value(), 0..12),
+            keep in proptest::collection::vec("[a-e]{1,3}", 0..6),
+            deleted in proptest::option::of(any::<i64>()),
+        ) {
+            let record = Record { id: RecordId(9), version: 3, created_at: -5, updated_at: 8, deleted_at: deleted, fields };
+            let bytes = encode_record(&record).unwrap();
+            // What serde derives for the stored form reads the same bytes the same way.
+            let stored: StoredRecordV1 = postcard::from_bytes(&bytes[1..]).unwrap();
+            let decoded = decode_record(RecordId(9), &bytes).unwrap();
+            prop_assert_eq!((decoded.version, decoded.created_at, decoded.updated_at, decoded.deleted_at), (3, -5, 8, deleted));
+            let stored_fields: BTreeMap<String, Value> = stored.fields.into_iter().collect();
+            prop_assert_eq!(&decoded.fields, &stored_fields);
+            let expected: BTreeMap<String, Value> =
+                record.fields.iter().filter(|(_, value)| !value.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect();
+            prop_assert_eq!(&decoded.fields, &expected);
+            let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+            let some = decode_record_fields(RecordId(9), &bytes, Some(&keep)).unwrap();
+            let kept: BTreeMap<String, Value> =
+                expected.into_iter().filter(|(name, _)| keep.contains(&name.as_str())).collect();
+            prop_assert_eq!(some.fields, kept);
+            prop_assert_eq!((some.version, some.deleted_at), (3, deleted));
         }
 
         #[test]

@@ -2,6 +2,7 @@
 //! conditions per field composed with `and`, `or`, `not`; sorting; cursors.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -123,11 +124,16 @@ pub struct ListQuery {
     pub filter: Option<Filter>,
     pub sort: Vec<Sort>,
     pub include_deleted: bool,
+    /// The fields the caller reads of each record, when it reads only some:
+    /// records listed then carry those (and the ones the filter and the
+    /// order use) and lack the rest, so they are for reading, not for
+    /// writing back. `None` reads every field.
+    pub fields: Option<Arc<[String]>>,
 }
 
 impl ListQuery {
     pub fn new(object: impl Into<String>) -> Self {
-        ListQuery { object: object.into(), filter: None, sort: Vec::new(), include_deleted: false }
+        ListQuery { object: object.into(), filter: None, sort: Vec::new(), include_deleted: false, fields: None }
     }
     pub fn filter(mut self, filter: Filter) -> Self {
         self.filter = Some(filter);
@@ -136,6 +142,20 @@ impl ListQuery {
     pub fn sort(mut self, field: &str, descending: bool) -> Self {
         self.sort.push(Sort { field: field.to_string(), descending });
         self
+    }
+
+    /// The fields to decode of each record: [`ListQuery::fields`] with the
+    /// ones the filter and the order read; `None` for all.
+    pub fn decoded_fields(&self) -> Option<Vec<&str>> {
+        let fields = self.fields.as_ref()?;
+        let mut keep: Vec<&str> = fields.iter().map(String::as_str).collect();
+        if let Some(filter) = &self.filter {
+            keep.extend(filter.fields());
+        }
+        keep.extend(self.sort.iter().map(|sort| sort.field.as_str()));
+        keep.sort_unstable();
+        keep.dedup();
+        Some(keep)
     }
 
     pub fn matches(&self, record: &Record) -> bool {

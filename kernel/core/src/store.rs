@@ -20,7 +20,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefi
 use tokio::sync::broadcast;
 
 use crate::audit::{AuditEntry, ChangeEvent};
-use crate::encoding::{self, decode_record};
+use crate::encoding::{self, decode_record, decode_record_fields};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{RecordId, TenantId};
 use crate::metadata::{Metadata, ObjectDef};
@@ -271,11 +271,15 @@ pub struct Reader<'s> {
 }
 
 /// The records of `ids` that exist in `table`.
-fn records_of(table: &redb::ReadOnlyTable<u128, &'static [u8]>, ids: &[RecordId]) -> Result<HashMap<RecordId, Record>> {
+fn records_of(
+    table: &redb::ReadOnlyTable<u128, &'static [u8]>,
+    ids: &[RecordId],
+    keep: Option<&[&str]>,
+) -> Result<HashMap<RecordId, Record>> {
     let mut out = HashMap::with_capacity(ids.len());
     for &id in ids {
         if let Some(bytes) = table.get(id.0)? {
-            out.insert(id, decode_record(id, bytes.value())?);
+            out.insert(id, decode_record_fields(id, bytes.value(), keep)?);
         }
     }
     Ok(out)
@@ -351,8 +355,14 @@ impl Reader<'_> {
     }
 
     pub fn get_many(&self, object: &str, ids: &[RecordId]) -> Result<HashMap<RecordId, Record>> {
+        self.get_many_fields(object, ids, None)
+    }
+
+    /// [`Reader::get_many`] decoding only the fields `keep` names (all when
+    /// `None`); see [`ListQuery::fields`].
+    pub fn get_many_fields(&self, object: &str, ids: &[RecordId], keep: Option<&[&str]>) -> Result<HashMap<RecordId, Record>> {
         match self.records(object)? {
-            Some(table) => records_of(&table, ids),
+            Some(table) => records_of(&table, ids, keep),
             None => Ok(HashMap::new()),
         }
     }
@@ -439,6 +449,8 @@ impl Reader<'_> {
     ) -> Result<()> {
         let object = self.object_def(&query.object)?;
         let Some(table) = self.records(&query.object)? else { return Ok(()) };
+        let keep = query.decoded_fields();
+        let keep = keep.as_deref();
         if let Some((field, value)) = streamable_condition(object, query) {
             // Index keys of one value are in id order: walk them and stop
             // as soon as the visitor has enough, instead of collecting every
@@ -465,7 +477,7 @@ impl Reader<'_> {
                 let (key, _) = entry?;
                 let Some(id) = encoding::id_from_index_key(key.value()) else { continue };
                 if let Some(bytes) = table.get(id.0)? {
-                    let record = decode_record(id, bytes.value())?;
+                    let record = decode_record_fields(id, bytes.value(), keep)?;
                     if query.matches(&record) && !visit(record) {
                         break;
                     }
@@ -484,7 +496,7 @@ impl Reader<'_> {
                     continue;
                 }
                 if let Some(bytes) = table.get(id.0)? {
-                    let record = decode_record(id, bytes.value())?;
+                    let record = decode_record_fields(id, bytes.value(), keep)?;
                     if query.matches(&record) && !visit(record) {
                         break;
                     }
@@ -499,7 +511,7 @@ impl Reader<'_> {
         };
         let mut step = |entry: Result<(redb::AccessGuard<u128>, redb::AccessGuard<&[u8]>), redb::StorageError>| -> Result<bool> {
             let (key, bytes) = entry?;
-            let record = decode_record(RecordId(key.value()), bytes.value())?;
+            let record = decode_record_fields(RecordId(key.value()), bytes.value(), keep)?;
             Ok(!query.matches(&record) || visit(record))
         };
         if descending {
@@ -590,6 +602,7 @@ impl Reader<'_> {
         let index = self.txn.open_table(INDEX)?;
         let Some(records) = self.records(&query.object)? else { return Ok(Page::default()) };
         let limit = page.first.unwrap_or(usize::MAX);
+        let keep = query.decoded_fields();
         let mut out = Vec::new();
         let range = index.range::<&[u8]>(bounds)?;
         let entries: Box<dyn Iterator<Item = _>> = if descending { Box::new(range.rev()) } else { Box::new(range) };
@@ -597,7 +610,7 @@ impl Reader<'_> {
             let (key, _) = entry?;
             let Some(id) = encoding::id_from_index_key(key.value()) else { continue };
             let Some(bytes) = records.get(id.0)? else { continue };
-            let record = decode_record(id, bytes.value())?;
+            let record = decode_record_fields(id, bytes.value(), keep.as_deref())?;
             if query.matches(&record) {
                 out.push(record);
                 if out.len() > limit {
@@ -626,9 +639,10 @@ impl Reader<'_> {
         let (Some(index), Some(table)) = (self.index_table()?, self.records(&query.object)?) else {
             return Ok(parents.iter().map(|&parent| (parent, (Page::default(), 0))).collect());
         };
+        let keep = query.decoded_fields();
         for &parent in parents {
             let ids = ids_of(&index, &query.object, field, &Value::Id(parent))?;
-            let mut records: Vec<Record> = records_of(&table, &ids)?.into_values().filter(|record| query.matches(record)).collect();
+            let mut records: Vec<Record> = records_of(&table, &ids, keep.as_deref())?.into_values().filter(|record| query.matches(record)).collect();
             let total = records.len() as u64;
             records.sort_by(|a, b| compare_records(a, b, &sort));
             out.insert(parent, (paginate(records, &sort, page), total));
