@@ -19,6 +19,7 @@
 //! harmless.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_graphql::indexmap::IndexMap;
@@ -29,10 +30,10 @@ use async_graphql::{Name, Positioned, Value as Gql, Variables};
 use crm_core::access::SCOPE_FIELDS;
 use crm_core::metadata::{FieldType, Metadata, ObjectDef};
 use crm_core::normalize::format_datetime;
-use crm_core::{Cursor, ListQuery, Operation, Page, Reader, Record, RecordId, Sort};
+use crm_core::{Cursor, ListQuery, Operation, Page, Reader, Record, RecordId, Sort, Value};
 
 use crate::context::RequestCtx;
-use crate::convert::{self, output};
+use crate::convert;
 use crate::names::{camel, pascal, relation_name, screaming};
 use crate::schema::{Limits, list_args, reverse_relations};
 
@@ -142,7 +143,7 @@ impl Plans {
         let entry = match compiled {
             None => Entry::Never,
             Some(plan) => match plan.run(rc, &lesson.variables) {
-                Ok(mine) if mine == *data => Entry::Ready(Arc::new(plan)),
+                Ok(mine) if same_data(&mine, data) => Entry::Ready(Arc::new(plan)),
                 _ => {
                     let tries = self.tries(query, operation) + 1;
                     if tries >= TRIES { Entry::Never } else { Entry::Pending { tries } }
@@ -214,7 +215,7 @@ enum Root {
 }
 
 struct RecordSelection {
-    type_name: Gql,
+    type_name: String,
     object: Arc<str>,
     items: Vec<(Name, RecordItem)>,
     /// Fields the caller's role must be allowed to read.
@@ -232,13 +233,14 @@ enum RecordItem {
     CreatedAt,
     UpdatedAt,
     DeletedAt,
-    Value { field: String, ty: FieldType, required: bool, items: Option<HashSet<String>> },
+    /// `items`: an enum's stored options and the names the schema gives them.
+    Value { field: String, ty: FieldType, required: bool, items: Option<HashMap<String, String>> },
     Relation { field: String, target: Arc<str>, selection: RecordSelection },
     Children { child: String, field: String, arguments: Arguments, selection: ConnectionSelection },
 }
 
 struct ConnectionSelection {
-    type_name: Gql,
+    type_name: String,
     items: Vec<(Name, ConnectionItem)>,
     /// What its nodes read ([`RecordSelection::fields`]), for the list query.
     fields: Arc<[String]>,
@@ -253,7 +255,7 @@ enum ConnectionItem {
 }
 
 struct EdgeSelection {
-    type_name: Gql,
+    type_name: String,
     items: Vec<(Name, EdgeItem)>,
 }
 
@@ -429,7 +431,9 @@ impl Compiler<'_> {
                                 ty: def.ty.clone(),
                                 required: def.required,
                                 items: match &def.ty {
-                                    FieldType::Enum(options) => Some(options.iter().map(|option| screaming(option)).collect()),
+                                    FieldType::Enum(options) => {
+                                        Some(options.iter().map(|option| (option.clone(), screaming(option))).collect())
+                                    }
                                     _ => None,
                                 },
                             });
@@ -483,7 +487,7 @@ impl Compiler<'_> {
         read.sort_unstable();
         read.dedup();
         Ok(RecordSelection {
-            type_name: Gql::String(pascal(&object.name)),
+            type_name: pascal(&object.name),
             object: Arc::from(object.name.as_str()),
             items,
             checked,
@@ -525,7 +529,7 @@ impl Compiler<'_> {
                         leaf(edge_field)?;
                         edge_items.push((key, item));
                     }
-                    ConnectionItem::Edges(EdgeSelection { type_name: Gql::String(format!("{type_name}Edge")), items: edge_items })
+                    ConnectionItem::Edges(EdgeSelection { type_name: format!("{type_name}Edge"), items: edge_items })
                 }
                 "pageInfo" => {
                     no_arguments(field)?;
@@ -566,7 +570,7 @@ impl Compiler<'_> {
         }
         read.sort_unstable();
         read.dedup();
-        Ok(ConnectionSelection { type_name: Gql::String(format!("{type_name}Connection")), items, fields: read.into() })
+        Ok(ConnectionSelection { type_name: format!("{type_name}Connection"), items, fields: read.into() })
     }
 }
 
@@ -592,7 +596,7 @@ struct Runner<'a> {
 
 impl Plan {
     /// The response data for one request, or [`Bail`].
-    pub(crate) fn run(&self, rc: &RequestCtx, variables: &Variables) -> Run<Gql> {
+    pub(crate) fn run(&self, rc: &RequestCtx, variables: &Variables) -> Run<Json> {
         let mut values: HashMap<&str, &Gql> = HashMap::with_capacity(self.variables.len());
         for variable in &self.variables {
             let value = match variables.get(&variable.name) {
@@ -606,18 +610,23 @@ impl Plan {
         }
         let reader = rc.store.reader().map_err(|_| Bail)?;
         let runner = Runner { metadata: &self.metadata, rc, reader, variables: values, limits: &self.limits };
-        let mut data = IndexMap::with_capacity(self.roots.len());
-        for (key, root) in &self.roots {
-            let value = match root {
-                Root::Typename => Gql::String("Query".into()),
-                Root::Get { object, id, selection } => runner.get(object, id, selection)?,
+        let mut out = Vec::with_capacity(4096);
+        out.push(b'{');
+        for (index, (key, root)) in self.roots.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_key(&mut out, key);
+            match root {
+                Root::Typename => out.extend_from_slice(br#""Query""#),
+                Root::Get { object, id, selection } => out.extend(runner.get(object, id, selection)?),
                 Root::List { object, arguments, selection } => {
-                    runner.list(self.metadata.object(object).ok_or(Bail)?, arguments, selection)?
+                    out.extend(runner.list(self.metadata.object(object).ok_or(Bail)?, arguments, selection)?)
                 }
-            };
-            data.insert(key.clone(), value);
+            }
         }
-        Ok(Gql::Object(data))
+        out.push(b'}');
+        Ok(out)
     }
 }
 
@@ -653,7 +662,7 @@ impl<'a> Runner<'a> {
         arguments.iter().map(|(name, value)| Ok((name.clone(), self.argument(value)?))).collect()
     }
 
-    fn get(&self, object: &Arc<str>, id: &async_graphql_value::Value, selection: &RecordSelection) -> Run<Gql> {
+    fn get(&self, object: &Arc<str>, id: &async_graphql_value::Value, selection: &RecordSelection) -> Run<Json> {
         let rc = self.rc;
         let id = convert::parse_id(&self.argument(id)?).map_err(|_| Bail)?;
         rc.access.require(object, Operation::Read).map_err(|_| Bail)?;
@@ -663,7 +672,7 @@ impl<'a> Runner<'a> {
         Ok(self.records(selection, &[&record])?.remove(0))
     }
 
-    fn list(&self, object: &ObjectDef, arguments: &Arguments, selection: &ConnectionSelection) -> Run<Gql> {
+    fn list(&self, object: &ObjectDef, arguments: &Arguments, selection: &ConnectionSelection) -> Run<Json> {
         let (mut query, sort, page) = list_args(object, &self.arguments(arguments)?, self.limits).map_err(|_| Bail)?;
         self.secure(&mut query)?;
         query.fields = Some(selection.fields.clone());
@@ -682,7 +691,7 @@ impl<'a> Runner<'a> {
     }
 
     /// The objects `selection` makes of `records`, one each.
-    fn records(&self, selection: &RecordSelection, records: &[&Record]) -> Run<Vec<Gql>> {
+    fn records(&self, selection: &RecordSelection, records: &[&Record]) -> Run<Vec<Json>> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
@@ -692,58 +701,62 @@ impl<'a> Runner<'a> {
                 access.require_field_read(&selection.object, field).map_err(|_| Bail)?;
             }
         }
-        let mut out: Vec<IndexMap<Name, Gql>> =
-            records.iter().map(|_| IndexMap::with_capacity(selection.items.len())).collect();
-        for (key, item) in &selection.items {
+        // Relations and connections are read for all the records at once,
+        // before the objects are written one by one.
+        let mut batched: Vec<std::vec::IntoIter<Json>> = Vec::new();
+        for (_, item) in &selection.items {
             match item {
-                RecordItem::Typename => fill(&mut out, key, records, |_| Ok(selection.type_name.clone()))?,
-                RecordItem::Id => fill(&mut out, key, records, |record| Ok(Gql::String(record.id.to_string())))?,
-                RecordItem::Version => fill(&mut out, key, records, |record| Ok(Gql::from(record.version)))?,
-                RecordItem::CreatedAt => {
-                    fill(&mut out, key, records, |record| Ok(Gql::String(format_datetime(record.created_at))))?
-                }
-                RecordItem::UpdatedAt => {
-                    fill(&mut out, key, records, |record| Ok(Gql::String(format_datetime(record.updated_at))))?
-                }
-                RecordItem::DeletedAt => fill(&mut out, key, records, |record| {
-                    Ok(record.deleted_at.map(|at| Gql::String(format_datetime(at))).unwrap_or(Gql::Null))
-                })?,
-                RecordItem::Value { field, ty, required, items } => fill(&mut out, key, records, |record| {
-                    let value = output(ty, record.get(field));
-                    let valid = match (&value, ty, items) {
-                        (Gql::Null, _, _) => !required,
-                        (Gql::Enum(name), _, Some(items)) => items.contains(name.as_str()),
-                        (Gql::String(_), FieldType::DateTime | FieldType::Date, _) => true,
-                        (_, FieldType::DateTime | FieldType::Date, _) => false,
-                        (_, _, Some(_)) => false,
-                        _ => true,
-                    };
-                    if valid { Ok(value) } else { Err(Bail) }
-                })?,
                 RecordItem::Relation { field, target, selection } => {
-                    let values = self.relation(field, target, selection, records)?;
-                    for (object, value) in out.iter_mut().zip(values) {
-                        object.insert(key.clone(), value);
-                    }
+                    batched.push(self.relation(field, target, selection, records)?.into_iter())
                 }
                 RecordItem::Children { child, field, arguments, selection } => {
                     let child = self.metadata.object(child).ok_or(Bail)?;
-                    let values = self.children(child, field, arguments, selection, records)?;
-                    for (object, value) in out.iter_mut().zip(values) {
-                        object.insert(key.clone(), value);
+                    batched.push(self.children(child, field, arguments, selection, records)?.into_iter());
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            let mut json = Vec::with_capacity(64 * selection.items.len());
+            let mut batched = batched.iter_mut();
+            json.push(b'{');
+            for (index, (key, item)) in selection.items.iter().enumerate() {
+                if index > 0 {
+                    json.push(b',');
+                }
+                write_key(&mut json, key);
+                match item {
+                    RecordItem::Typename => write_json(&mut json, &selection.type_name)?,
+                    // A ULID's text is letters and digits.
+                    RecordItem::Id => write!(json, "\"{}\"", record.id).map_err(|_| Bail)?,
+                    RecordItem::Version => write_json(&mut json, &record.version)?,
+                    RecordItem::CreatedAt => write_json(&mut json, &format_datetime(record.created_at))?,
+                    RecordItem::UpdatedAt => write_json(&mut json, &format_datetime(record.updated_at))?,
+                    RecordItem::DeletedAt => match record.deleted_at {
+                        Some(at) => write_json(&mut json, &format_datetime(at))?,
+                        None => json.extend_from_slice(b"null"),
+                    },
+                    RecordItem::Value { field, ty, required, items } => {
+                        write_value(&mut json, ty, *required, items.as_ref(), record.get(field))?
+                    }
+                    RecordItem::Relation { .. } | RecordItem::Children { .. } => {
+                        json.extend(batched.next().and_then(Iterator::next).ok_or(Bail)?)
                     }
                 }
             }
+            json.push(b'}');
+            out.push(json);
         }
-        Ok(out.into_iter().map(Gql::Object).collect())
+        Ok(out)
     }
 
     /// The record each of `records` refers to through `field`, in one read.
-    fn relation(&self, field: &str, target: &Arc<str>, selection: &RecordSelection, records: &[&Record]) -> Run<Vec<Gql>> {
+    fn relation(&self, field: &str, target: &Arc<str>, selection: &RecordSelection, records: &[&Record]) -> Run<Vec<Json>> {
         let ids: Vec<Option<RecordId>> = records.iter().map(|record| record.get(field).as_id()).collect();
         let mut wanted: Vec<RecordId> = ids.iter().flatten().copied().collect();
         if wanted.is_empty() {
-            return Ok(vec![Gql::Null; records.len()]);
+            return Ok(vec![b"null".to_vec(); records.len()]);
         }
         wanted.sort_unstable();
         wanted.dedup();
@@ -758,8 +771,14 @@ impl<'a> Runner<'a> {
             }
         }
         let values = self.records(selection, &present)?;
-        let by_id: HashMap<RecordId, &Gql> = present.iter().map(|record| record.id).zip(values.iter()).collect();
-        Ok(ids.iter().map(|id| id.and_then(|id| by_id.get(&id).map(|value| (*value).clone())).unwrap_or(Gql::Null)).collect())
+        let by_id: HashMap<RecordId, &Json> = present.iter().map(|record| record.id).zip(values.iter()).collect();
+        Ok(ids
+            .iter()
+            .map(|id| match id.and_then(|id| by_id.get(&id)) {
+                Some(value) => (*value).clone(),
+                None => b"null".to_vec(),
+            })
+            .collect())
     }
 
     /// The children of each of `records` under one reverse relation, in one read.
@@ -770,7 +789,7 @@ impl<'a> Runner<'a> {
         arguments: &Arguments,
         selection: &ConnectionSelection,
         records: &[&Record],
-    ) -> Run<Vec<Gql>> {
+    ) -> Run<Vec<Json>> {
         let (mut query, sort, page) = list_args(child, &self.arguments(arguments)?, self.limits).map_err(|_| Bail)?;
         self.secure(&mut query)?;
         query.fields = Some(selection.fields.clone());
@@ -792,43 +811,54 @@ impl<'a> Runner<'a> {
         self.connections(selection, &connections)
     }
 
-    fn connections(&self, selection: &ConnectionSelection, connections: &[Connection<'_>]) -> Run<Vec<Gql>> {
-        let mut out: Vec<IndexMap<Name, Gql>> =
-            connections.iter().map(|_| IndexMap::with_capacity(selection.items.len())).collect();
-        for (key, item) in &selection.items {
-            let values: Vec<Gql> = match item {
-                ConnectionItem::Typename => connections.iter().map(|_| selection.type_name.clone()).collect(),
+    fn connections(&self, selection: &ConnectionSelection, connections: &[Connection<'_>]) -> Run<Vec<Json>> {
+        // The value of each item for every connection, then the objects.
+        let mut columns: Vec<std::vec::IntoIter<Json>> = Vec::with_capacity(selection.items.len());
+        for (_, item) in &selection.items {
+            let values: Vec<Json> = match item {
+                ConnectionItem::Typename => connections.iter().map(|_| json_of(&selection.type_name)).collect::<Run<_>>()?,
                 ConnectionItem::TotalCount => connections
                     .iter()
                     .map(|connection| match connection.total {
-                        Some(total) => Ok(Gql::from(total)),
-                        None => self.reader.count(connection.query).map(Gql::from).map_err(|_| Bail),
+                        Some(total) => json_of(&total),
+                        None => json_of(&self.reader.count(connection.query).map_err(|_| Bail)?),
                     })
                     .collect::<Run<_>>()?,
                 ConnectionItem::PageInfo(items) => connections
                     .iter()
                     .map(|connection| {
                         let records = &connection.page.records;
-                        let cursor = |record: Option<&Record>| {
-                            record.map(|record| Gql::String(Cursor::of(record, connection.sort).encode())).unwrap_or(Gql::Null)
-                        };
-                        Gql::Object(
-                            items
-                                .iter()
-                                .map(|(key, item)| {
-                                    let value = match item {
-                                        PageInfoItem::Typename => Gql::String("PageInfo".into()),
-                                        PageInfoItem::HasNextPage => Gql::Boolean(connection.page.has_next_page),
-                                        PageInfoItem::HasPreviousPage => Gql::Boolean(connection.page.has_previous_page),
-                                        PageInfoItem::StartCursor => cursor(records.first()),
-                                        PageInfoItem::EndCursor => cursor(records.last()),
-                                    };
-                                    (key.clone(), value)
-                                })
-                                .collect(),
-                        )
+                        let mut json = vec![b'{'];
+                        for (index, (key, item)) in items.iter().enumerate() {
+                            if index > 0 {
+                                json.push(b',');
+                            }
+                            write_key(&mut json, key);
+                            let cursor = match item {
+                                PageInfoItem::Typename => {
+                                    write_json(&mut json, "PageInfo")?;
+                                    continue;
+                                }
+                                PageInfoItem::HasNextPage => {
+                                    write_json(&mut json, &connection.page.has_next_page)?;
+                                    continue;
+                                }
+                                PageInfoItem::HasPreviousPage => {
+                                    write_json(&mut json, &connection.page.has_previous_page)?;
+                                    continue;
+                                }
+                                PageInfoItem::StartCursor => records.first(),
+                                PageInfoItem::EndCursor => records.last(),
+                            };
+                            match cursor {
+                                Some(record) => write_json(&mut json, &Cursor::of(record, connection.sort).encode())?,
+                                None => json.extend_from_slice(b"null"),
+                            }
+                        }
+                        json.push(b'}');
+                        Ok(json)
                     })
-                    .collect(),
+                    .collect::<Run<_>>()?,
                 ConnectionItem::Nodes(nodes) => {
                     let all: Vec<&Record> = connections.iter().flat_map(|connection| connection.page.records.iter()).collect();
                     split(connections, self.records(nodes, &all)?)
@@ -838,53 +868,118 @@ impl<'a> Runner<'a> {
                         .iter()
                         .flat_map(|connection| connection.page.records.iter().map(|record| (record, connection.sort)))
                         .collect();
-                    let mut objects: Vec<IndexMap<Name, Gql>> =
-                        all.iter().map(|_| IndexMap::with_capacity(edges.items.len())).collect();
-                    for (key, item) in &edges.items {
-                        let values: Vec<Gql> = match item {
-                            EdgeItem::Typename => all.iter().map(|_| edges.type_name.clone()).collect(),
+                    let mut edge_columns: Vec<std::vec::IntoIter<Json>> = Vec::with_capacity(edges.items.len());
+                    for (_, item) in &edges.items {
+                        let values: Vec<Json> = match item {
+                            EdgeItem::Typename => all.iter().map(|_| json_of(&edges.type_name)).collect::<Run<_>>()?,
                             EdgeItem::Cursor => {
-                                all.iter().map(|(record, sort)| Gql::String(Cursor::of(record, sort).encode())).collect()
+                                all.iter().map(|(record, sort)| json_of(&Cursor::of(record, sort).encode())).collect::<Run<_>>()?
                             }
                             EdgeItem::Node(node) => {
                                 let records: Vec<&Record> = all.iter().map(|(record, _)| *record).collect();
                                 self.records(node, &records)?
                             }
                         };
-                        for (object, value) in objects.iter_mut().zip(values) {
-                            object.insert(key.clone(), value);
-                        }
+                        edge_columns.push(values.into_iter());
                     }
-                    split(connections, objects.into_iter().map(Gql::Object).collect())
+                    let objects: Vec<Json> = all.iter().map(|_| object(&edges.items, &mut edge_columns)).collect::<Run<_>>()?;
+                    split(connections, objects)
                 }
             };
-            for (object, value) in out.iter_mut().zip(values) {
-                object.insert(key.clone(), value);
-            }
+            columns.push(values.into_iter());
         }
-        Ok(out.into_iter().map(Gql::Object).collect())
+        connections.iter().map(|_| object(&selection.items, &mut columns)).collect()
     }
 }
 
-/// Sets `key` on each object from its record.
-fn fill(
-    out: &mut [IndexMap<Name, Gql>],
-    key: &Name,
-    records: &[&Record],
-    value: impl Fn(&Record) -> Run<Gql>,
-) -> Run<()> {
-    for (object, record) in out.iter_mut().zip(records) {
-        object.insert(key.clone(), value(record)?);
+/// Whether a plan's answer holds the data the engine answered: the same
+/// JSON, the keys of an object in any order.
+fn same_data(mine: &[u8], data: &Gql) -> bool {
+    match (serde_json::from_slice::<serde_json::Value>(mine), serde_json::to_value(data)) {
+        (Ok(mine), Ok(data)) => mine == data,
+        _ => false,
     }
-    Ok(())
+}
+
+/// The JSON text of one value of the response.
+type Json = Vec<u8>;
+
+/// `"key":`. Response keys are GraphQL names (`[_A-Za-z][_0-9A-Za-z]*`):
+/// nothing in them needs escaping.
+fn write_key(out: &mut Json, key: &Name) {
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// A value as serde_json writes it, which is how the engine's responses are
+/// written.
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Json, value: &T) -> Run<()> {
+    serde_json::to_writer(out, value).map_err(|_| Bail)
+}
+
+fn json_of<T: serde::Serialize + ?Sized>(value: &T) -> Run<Json> {
+    let mut out = Vec::new();
+    write_json(&mut out, value)?;
+    Ok(out)
+}
+
+/// One object of the response: the next value of each column under its key.
+fn object<T>(items: &[(Name, T)], columns: &mut [std::vec::IntoIter<Json>]) -> Run<Json> {
+    let mut out = vec![b'{'];
+    for (index, ((key, _), column)) in items.iter().zip(columns.iter_mut()).enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write_key(&mut out, key);
+        out.extend(column.next().ok_or(Bail)?);
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+/// A stored value as the engine writes it for a field of type `ty`, or
+/// [`Bail`] where the engine would report an error (a null in a required
+/// field, an enum value or a date the schema does not have) or where this
+/// writer is not sure to write what the engine writes.
+fn write_value(out: &mut Json, ty: &FieldType, required: bool, items: Option<&HashMap<String, String>>, value: &Value) -> Run<()> {
+    match (ty, value) {
+        (_, Value::Null) if required => Err(Bail),
+        (_, Value::Null) => {
+            out.extend_from_slice(b"null");
+            Ok(())
+        }
+        (FieldType::Enum(_), Value::Text(key)) => write_json(out, items.and_then(|items| items.get(key)).ok_or(Bail)?),
+        (FieldType::Enum(_), _) => Err(Bail),
+        (FieldType::DateTime, Value::Int(ms)) => write_json(out, &format_datetime(*ms)),
+        (FieldType::DateTime | FieldType::Date, Value::Text(text)) => write_json(out, text),
+        (FieldType::DateTime | FieldType::Date, _) => Err(Bail),
+        (_, Value::Text(text)) => write_json(out, text),
+        (_, Value::Int(int)) => write_json(out, int),
+        (_, Value::Float(float)) if float.is_finite() => write_json(out, float),
+        (_, Value::Float(_)) => Err(Bail),
+        (_, Value::Bool(flag)) => write_json(out, flag),
+        (_, Value::Id(id)) => write!(out, "\"{id}\"").map_err(|_| Bail),
+        (_, Value::List(items)) => write_json(out, items),
+    }
 }
 
 /// Cuts the values of all connections' records back into one list per connection.
-fn split(connections: &[Connection<'_>], values: Vec<Gql>) -> Vec<Gql> {
+fn split(connections: &[Connection<'_>], values: Vec<Json>) -> Vec<Json> {
     let mut values = values.into_iter();
     connections
         .iter()
-        .map(|connection| Gql::List(values.by_ref().take(connection.page.records.len()).collect()))
+        .map(|connection| {
+            let mut list = vec![b'['];
+            for (index, value) in values.by_ref().take(connection.page.records.len()).enumerate() {
+                if index > 0 {
+                    list.push(b',');
+                }
+                list.extend(value);
+            }
+            list.push(b']');
+            list
+        })
         .collect()
 }
 
