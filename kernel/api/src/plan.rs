@@ -613,10 +613,7 @@ impl Plan {
         let mut out = Vec::with_capacity(4096);
         out.push(b'{');
         for (index, (key, root)) in self.roots.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            write_key(&mut out, key);
+            write_member(&mut out, index, key);
             match root {
                 Root::Typename => out.extend_from_slice(br#""Query""#),
                 Root::Get { object, id, selection } => out.extend(runner.get(object, id, selection)?),
@@ -722,10 +719,7 @@ impl<'a> Runner<'a> {
             let mut batched = batched.iter_mut();
             json.push(b'{');
             for (index, (key, item)) in selection.items.iter().enumerate() {
-                if index > 0 {
-                    json.push(b',');
-                }
-                write_key(&mut json, key);
+                write_member(&mut json, index, key);
                 match item {
                     RecordItem::Typename => write_json(&mut json, &selection.type_name)?,
                     // A ULID's text is letters and digits.
@@ -830,10 +824,7 @@ impl<'a> Runner<'a> {
                         let records = &connection.page.records;
                         let mut json = vec![b'{'];
                         for (index, (key, item)) in items.iter().enumerate() {
-                            if index > 0 {
-                                json.push(b',');
-                            }
-                            write_key(&mut json, key);
+                            write_member(&mut json, index, key);
                             let cursor = match item {
                                 PageInfoItem::Typename => {
                                     write_json(&mut json, "PageInfo")?;
@@ -904,9 +895,13 @@ fn same_data(mine: &[u8], data: &Gql) -> bool {
 /// The JSON text of one value of the response.
 type Json = Vec<u8>;
 
-/// `"key":`. Response keys are GraphQL names (`[_A-Za-z][_0-9A-Za-z]*`):
-/// nothing in them needs escaping.
-fn write_key(out: &mut Json, key: &Name) {
+/// The start of an object's member number `index`: the comma before all
+/// but the first, then `"key":`. Response keys are GraphQL names
+/// (`[_A-Za-z][_0-9A-Za-z]*`): nothing in them needs escaping.
+fn write_member(out: &mut Json, index: usize, key: &Name) {
+    if index > 0 {
+        out.push(b',');
+    }
     out.push(b'"');
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(b"\":");
@@ -928,10 +923,7 @@ fn json_of<T: serde::Serialize + ?Sized>(value: &T) -> Run<Json> {
 fn object<T>(items: &[(Name, T)], columns: &mut [std::vec::IntoIter<Json>]) -> Run<Json> {
     let mut out = vec![b'{'];
     for (index, ((key, _), column)) in items.iter().zip(columns.iter_mut()).enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        write_key(&mut out, key);
+        write_member(&mut out, index, key);
         out.extend(column.next().ok_or(Bail)?);
     }
     out.push(b'}');
