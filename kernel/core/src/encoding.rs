@@ -88,9 +88,58 @@ enum SkippedValue<'a> {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Text(&'a str),
+    Text(#[serde(borrow)] RawText<'a>),
     Id(RecordId),
-    List(Vec<&'a str>),
+    List(SkippedList),
+}
+
+/// A text read in place as its bytes, for comparing or skipping: postcard
+/// writes a string as its length and its UTF-8 bytes, and reading them as
+/// bytes leaves out checking that they are UTF-8.
+struct RawText<'a>(&'a [u8]);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawText<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Bytes<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Bytes<'a> {
+            type Value = RawText<'a>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a text")
+            }
+
+            fn visit_borrowed_bytes<E: serde::de::Error>(self, bytes: &'de [u8]) -> std::result::Result<RawText<'a>, E> {
+                Ok(RawText(bytes))
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> std::result::Result<RawText<'a>, E> {
+                Ok(RawText(text.as_bytes()))
+            }
+        }
+        deserializer.deserialize_bytes(Bytes(std::marker::PhantomData))
+    }
+}
+
+/// A list of texts parsed over.
+struct SkippedList;
+
+impl<'de> Deserialize<'de> for SkippedList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Texts;
+        impl<'de> serde::de::Visitor<'de> for Texts {
+            type Value = SkippedList;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a list of texts")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<SkippedList, A::Error> {
+                while seq.next_element::<RawText<'de>>()?.is_some() {}
+                Ok(SkippedList)
+            }
+        }
+        deserializer.deserialize_seq(Texts)
+    }
 }
 
 /// Reads the five members of [`StoredRecordV1`] in order (postcard writes
@@ -171,14 +220,21 @@ impl<'de> serde::de::Visitor<'de> for FieldSeed<'_> {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self::Value, A::Error> {
         let missing = || serde::de::Error::custom("stored field too short");
-        let name: &'de str = seq.next_element()?.ok_or_else(missing)?;
-        if self.keep.is_none_or(|keep| keep.contains(&name)) {
-            let value: Value = seq.next_element()?.ok_or_else(missing)?;
-            Ok(Some((name.to_owned(), value)))
-        } else {
-            let _: SkippedValue<'de> = seq.next_element()?.ok_or_else(missing)?;
-            Ok(None)
-        }
+        let name: RawText<'de> = seq.next_element()?.ok_or_else(missing)?;
+        // A kept name is the caller's, byte for byte; only a name taken
+        // without a list is checked to be UTF-8.
+        let name = match self.keep {
+            None => std::str::from_utf8(name.0).map_err(serde::de::Error::custom)?,
+            Some(keep) => match keep.iter().find(|kept| kept.as_bytes() == name.0) {
+                Some(kept) => *kept,
+                None => {
+                    let _: SkippedValue<'de> = seq.next_element()?.ok_or_else(missing)?;
+                    return Ok(None);
+                }
+            },
+        };
+        let value: Value = seq.next_element()?.ok_or_else(missing)?;
+        Ok(Some((name.to_owned(), value)))
     }
 }
 
