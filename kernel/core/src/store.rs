@@ -285,90 +285,6 @@ fn records_of(
     Ok(out)
 }
 
-/// How many entries [`RecordsInOrder`] steps over before it searches the
-/// table from its root instead (a search costs about as much as ten steps).
-const WALK_STEPS: usize = 16;
-
-/// Reads records by ids that come in key order (ascending, or descending
-/// when `descending`), as an index or a sorted list yields them. An id a
-/// few entries past the last one read is reached by stepping on from there,
-/// over leaves already at hand, instead of searching the table from its
-/// root again: the records of one index value are typically a few entries
-/// apart (a lifecycle stage is one record in seven).
-struct RecordsInOrder<'t> {
-    table: &'t redb::ReadOnlyTable<u128, &'static [u8]>,
-    descending: bool,
-    /// The entries from the last id read on, and that id.
-    range: Option<(u128, redb::Range<'static, u128, &'static [u8]>)>,
-    /// An entry stepped onto past the id asked for: the next one asked for
-    /// may be it.
-    held: Option<(u128, redb::AccessGuard<'static, &'static [u8]>)>,
-    /// Steps the next read may take: all of [`WALK_STEPS`] after a read that
-    /// stepped to its id, fewer after each that had to search, so sparse
-    /// ids cost little more than searching for each.
-    steps: usize,
-}
-
-impl<'t> RecordsInOrder<'t> {
-    fn new(table: &'t redb::ReadOnlyTable<u128, &'static [u8]>, descending: bool) -> Self {
-        RecordsInOrder { table, descending, range: None, held: None, steps: WALK_STEPS }
-    }
-
-    fn get(&mut self, id: RecordId) -> Result<Option<redb::AccessGuard<'static, &'static [u8]>>> {
-        let wanted = id.0;
-        let past = |key: u128| if self.descending { key < wanted } else { key > wanted };
-        if let Some((last, range)) = &mut self.range
-            && (if self.descending { wanted < *last } else { wanted > *last })
-        {
-            *last = wanted;
-            for _ in 0..self.steps {
-                let (key, value) = match self.held.take() {
-                    Some(entry) => entry,
-                    None => {
-                        let next = if self.descending { range.next_back() } else { range.next() };
-                        match next {
-                            Some(entry) => {
-                                let (key, value) = entry?;
-                                (key.value(), value)
-                            }
-                            // The table ends before it.
-                            None => return Ok(None),
-                        }
-                    }
-                };
-                if key == wanted {
-                    self.steps = WALK_STEPS;
-                    return Ok(Some(value));
-                }
-                if past(key) {
-                    self.steps = WALK_STEPS;
-                    self.held = Some((key, value));
-                    return Ok(None);
-                }
-            }
-            self.steps = (self.steps / 4).max(1);
-        }
-        self.held = None;
-        let mut range = if self.descending { self.table.range(..=wanted)? } else { self.table.range(wanted..)? };
-        let first = if self.descending { range.next_back() } else { range.next() };
-        let found = match first {
-            Some(entry) => {
-                let (key, value) = entry?;
-                let key = key.value();
-                if key == wanted {
-                    Some(value)
-                } else {
-                    self.held = Some((key, value));
-                    None
-                }
-            }
-            None => None,
-        };
-        self.range = Some((wanted, range));
-        Ok(found)
-    }
-}
-
 /// Ids whose indexed `field` of `object` equals `value`, in id order.
 fn ids_of(index: &redb::ReadOnlyTable<&'static [u8], ()>, object: &str, field: &str, value: &Value) -> Result<Vec<RecordId>> {
     let prefix = encoding::unique_key(object, field, value);
@@ -557,11 +473,10 @@ impl Reader<'_> {
             };
             let range = index.range::<&[u8]>(bounds)?;
             let entries: Box<dyn Iterator<Item = _>> = if descending { Box::new(range.rev()) } else { Box::new(range) };
-            let mut walk = RecordsInOrder::new(&table, descending);
             for entry in entries {
                 let (key, _) = entry?;
                 let Some(id) = encoding::id_from_index_key(key.value()) else { continue };
-                if let Some(bytes) = walk.get(id)? {
+                if let Some(bytes) = table.get(id.0)? {
                     let record = decode_record_fields(id, bytes.value(), keep)?;
                     if query.matches(&record) && !visit(record) {
                         break;
@@ -574,14 +489,13 @@ impl Reader<'_> {
             if descending {
                 ids.reverse();
             }
-            let mut walk = RecordsInOrder::new(&table, descending);
             for id in ids {
                 if let Some(from) = from
                     && (if descending { id >= from } else { id <= from })
                 {
                     continue;
                 }
-                if let Some(bytes) = walk.get(id)? {
+                if let Some(bytes) = table.get(id.0)? {
                     let record = decode_record_fields(id, bytes.value(), keep)?;
                     if query.matches(&record) && !visit(record) {
                         break;
@@ -877,54 +791,5 @@ impl Submitted {
             });
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-    use redb::{Database, ReadableDatabase, TableDefinition};
-
-    use super::RecordsInOrder;
-    use crate::ids::RecordId;
-
-    const TABLE: TableDefinition<u128, &[u8]> = TableDefinition::new("records");
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-
-        /// Stepping on from the last id read finds what a search from the
-        /// root finds: present ids, absent ones, gaps shorter and longer
-        /// than the steps it takes, either order, ids asked twice.
-        #[test]
-        fn records_read_in_key_order_are_the_ones_a_lookup_finds(
-            present in proptest::collection::btree_set(0u128..400, 0..200),
-            asked in proptest::collection::vec(0u128..420, 0..120),
-            descending in any::<bool>(),
-        ) {
-            let dir = tempfile::tempdir().unwrap();
-            let db = Database::create(dir.path().join("t.redb")).unwrap();
-            let txn = db.begin_write().unwrap();
-            {
-                let mut table = txn.open_table(TABLE).unwrap();
-                for key in &present {
-                    table.insert(*key, key.to_be_bytes().as_slice()).unwrap();
-                }
-            }
-            txn.commit().unwrap();
-            let read = db.begin_read().unwrap();
-            let table = read.open_table(TABLE).unwrap();
-            let mut asked = asked;
-            asked.sort_unstable();
-            if descending {
-                asked.reverse();
-            }
-            let mut walk = RecordsInOrder::new(&table, descending);
-            for key in asked {
-                let found = walk.get(RecordId(key)).unwrap().map(|value| value.value().to_vec());
-                let expected = table.get(key).unwrap().map(|value| value.value().to_vec());
-                prop_assert_eq!(found, expected, "key {}", key);
-            }
-        }
     }
 }
