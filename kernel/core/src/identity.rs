@@ -156,6 +156,9 @@ pub struct Identity {
     pub role: String,
     pub principal: Principal,
     pub credential: Credential,
+    /// When the credential ends by itself (an API key's expiry, a
+    /// session's end); None: only when revoked.
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -363,7 +366,7 @@ impl SystemStore {
             recovery_codes: Vec::new(),
             invite: invite_token.as_ref().map(|token| (sha256_hex(token), now_ms() + INVITE_TTL_MS)),
         };
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         {
             let mut emails = txn.open_table(USER_EMAILS)?;
             let key = email_key(tenant, &email);
@@ -415,7 +418,7 @@ impl SystemStore {
     /// Changes a user in one transaction. Changing the role, team or status
     /// ends the user's sessions so the change takes effect at once.
     pub fn update_user(&self, tenant: &TenantId, id: RecordId, change: impl FnOnce(&mut User) -> Result<()>) -> Result<User> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         let mut user = self.load_user(&txn, tenant, id)?;
         let before = user.clone();
         change(&mut user)?;
@@ -451,7 +454,7 @@ impl SystemStore {
     /// Turns two-factor sign-in off for a user who lost their device; their
     /// sessions end.
     pub fn reset_two_factor(&self, tenant: &TenantId, id: RecordId) -> Result<User> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         let mut user = self.load_user(&txn, tenant, id)?;
         user.totp = None;
         user.recovery_codes.clear();
@@ -464,7 +467,7 @@ impl SystemStore {
     pub fn set_password(&self, tenant: &TenantId, id: RecordId, password: &str) -> Result<User> {
         check_password(password)?;
         let hash = hash_password(password)?;
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         let mut user = self.load_user(&txn, tenant, id)?;
         user.password_hash = Some(hash);
         if user.status == UserStatus::Invited {
@@ -511,14 +514,14 @@ impl SystemStore {
         let token = format!("crms_{}", random_secret(40));
         let now = now_ms();
         let session = Session { user: user.id, tenant: tenant.clone(), created_at: now, expires_at: now + SESSION_TTL_MS, revoked_at: None };
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         txn.open_table(SESSIONS)?.insert(sha256_hex(&token).as_str(), to_json(&session)?.as_slice())?;
         txn.commit()?;
         Ok(LoginOutcome { token, session, user })
     }
 
     fn check_second_factor(&self, tenant: &TenantId, id: RecordId, second: &SecondFactor) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         let mut user = self.load_user(&txn, tenant, id)?;
         let accepted = if let Some(code) = &second.totp {
             let totp = user.totp.as_mut().ok_or_else(|| Error::internal("two-factor state missing"))?;
@@ -595,7 +598,7 @@ impl SystemStore {
 
     /// Ends one session (logout).
     pub fn revoke_session(&self, hash: &str) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         {
             let mut sessions = txn.open_table(SESSIONS)?;
             let session: Option<Session> = sessions.get(hash)?.map(|bytes| from_json(bytes.value())).transpose()?;
@@ -610,7 +613,7 @@ impl SystemStore {
 
     /// Ends every session of a user; returns how many were live.
     pub fn revoke_user_sessions(&self, tenant: &TenantId, id: RecordId) -> Result<usize> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         self.load_user(&txn, tenant, id)?;
         let count = revoke_sessions_of(&txn, tenant, id)?;
         txn.commit()?;
@@ -621,13 +624,14 @@ impl SystemStore {
     /// (`crms_…`).
     pub fn identify(&self, token: &str) -> Result<Identity> {
         if token.starts_with("crms_") {
-            let (hash, _, user) = self.session(token)?;
+            let (hash, session, user) = self.session(token)?;
             return Ok(Identity {
                 tenant: user.tenant.clone(),
                 actor: user.actor(),
                 role: user.role.clone(),
                 principal: user.principal(),
                 credential: Credential::Session { hash, user: user.id },
+                expires_at: Some(session.expires_at),
             });
         }
         let key = self.authenticate(token)?;
@@ -648,6 +652,7 @@ impl SystemStore {
             role: key.role.clone(),
             principal,
             credential: Credential::ApiKey { prefix: key.prefix },
+            expires_at: key.expires_at,
         })
     }
 
@@ -690,7 +695,7 @@ impl SystemStore {
     pub fn put_role(&self, tenant: &TenantId, role: &Role) -> Result<()> {
         let mut role = role.clone();
         role.builtin = false;
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         txn.open_table(ROLES)?.insert(format!("{tenant}/{}", role.name).as_str(), to_json(&role)?.as_slice())?;
         txn.commit()?;
         Ok(())
@@ -706,7 +711,7 @@ impl SystemStore {
         if holders > 0 {
             return Err(Error::conflict(format!("role '{name}' is held by {holders} users or keys")));
         }
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         let removed = txn.open_table(ROLES)?.remove(format!("{tenant}/{name}").as_str())?.is_some();
         txn.commit()?;
         if removed { Ok(()) } else { Err(Error::not_found(format!("no custom role named '{name}'"))) }
@@ -721,7 +726,7 @@ impl SystemStore {
             return Err(Error::conflict(format!("a team named '{name}' already exists")));
         }
         let team = Team { id: RecordId::generate(), tenant: tenant.clone(), name: name.to_string() };
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         txn.open_table(TEAMS)?.insert(format!("{tenant}/{}", team.id).as_str(), to_json(&team)?.as_slice())?;
         txn.commit()?;
         Ok(team)
@@ -752,7 +757,7 @@ impl SystemStore {
             *last = now;
         }
         let result = (|| -> Result<()> {
-            let txn = self.db.begin_write()?;
+            let txn = self.write()?;
             {
                 let mut keys = txn.open_table(crate::system::API_KEYS)?;
                 let info: Option<ApiKeyInfo> = keys.get(prefix)?.map(|bytes| from_json(bytes.value())).transpose()?;
@@ -786,7 +791,7 @@ impl SystemStore {
 
     /// Revokes a key of a tenant by its prefix.
     pub fn revoke_api_key(&self, tenant: &TenantId, prefix: &str) -> Result<ApiKeyInfo> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         let info = {
             let mut keys = txn.open_table(crate::system::API_KEYS)?;
             let info: Option<ApiKeyInfo> = keys.get(prefix)?.map(|bytes| from_json(bytes.value())).transpose()?;
@@ -857,7 +862,7 @@ impl SystemStore {
     /// Suspends or resumes a tenant: a suspended tenant's keys and sessions
     /// are refused and nobody can sign in until it is resumed.
     pub fn set_suspended(&self, tenant: &TenantId, suspended: bool) -> Result<crate::system::TenantInfo> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         let info = {
             let mut tenants = txn.open_table(crate::system::TENANTS)?;
             let info: Option<crate::system::TenantInfo> = tenants.get(tenant.as_str())?.map(|bytes| from_json(bytes.value())).transpose()?;
@@ -875,7 +880,7 @@ impl SystemStore {
     /// enablements. The caller removes the tenant's file.
     pub fn remove_tenant(&self, tenant: &TenantId) -> Result<crate::system::TenantInfo> {
         let prefix = format!("{tenant}/");
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         let info = {
             let mut tenants = txn.open_table(crate::system::TENANTS)?;
             let info: Option<crate::system::TenantInfo> = tenants.remove(tenant.as_str())?.map(|bytes| from_json(bytes.value())).transpose()?;

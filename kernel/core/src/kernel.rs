@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::credential_cache::CredentialCache;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::TenantId;
 use crate::json_schema;
@@ -23,6 +24,7 @@ pub struct Kernel {
     runtime: OnceLock<Arc<dyn PluginRuntime>>,
     /// Serializes plugin administration so metadata switches do not race.
     admin: tokio::sync::Mutex<()>,
+    credentials: CredentialCache,
 }
 
 fn now_ms() -> i64 {
@@ -44,6 +46,7 @@ impl Kernel {
             options,
             runtime: OnceLock::new(),
             admin: tokio::sync::Mutex::new(()),
+            credentials: CredentialCache::default(),
         })
     }
 
@@ -194,15 +197,33 @@ impl Kernel {
 
     /// Resolves a bearer token (API key or session) to who is calling, what
     /// their role allows, and their tenant's store. A suspended tenant's
-    /// credentials are refused.
+    /// credentials are refused. A token resolved before is answered from
+    /// memory while nothing in the system database changed and the
+    /// credential has not expired (`credential_cache`).
     pub fn identify(&self, token: &str) -> Result<(crate::identity::Identity, crate::access::Access, Arc<TenantStore>)> {
-        let identity = self.system.identify(token)?;
-        let tenant = self.system.tenant(&identity.tenant)?.ok_or_else(|| Error::unauthenticated("unknown tenant"))?;
-        if tenant.suspended_at.is_some() {
-            return Err(Error::new(crate::error::ErrorKind::Forbidden, format!("tenant '{}' is suspended", tenant.name)));
-        }
-        let role = self.system.role(&identity.tenant, &identity.role)?;
-        let access = crate::access::Access::new(role, identity.principal.clone());
+        let key = CredentialCache::key(token);
+        // Noted before reading: a write landing meanwhile leaves the entry
+        // made from these reads unused.
+        let generation = self.system.generation();
+        let (identity, access) = match self.credentials.get(&key, generation, now_ms()) {
+            Some(known) => {
+                if let crate::identity::Credential::ApiKey { prefix } = &known.0.credential {
+                    self.system.touch_api_key(prefix);
+                }
+                known
+            }
+            None => {
+                let identity = self.system.identify(token)?;
+                let tenant = self.system.tenant(&identity.tenant)?.ok_or_else(|| Error::unauthenticated("unknown tenant"))?;
+                if tenant.suspended_at.is_some() {
+                    return Err(Error::new(crate::error::ErrorKind::Forbidden, format!("tenant '{}' is suspended", tenant.name)));
+                }
+                let role = self.system.role(&identity.tenant, &identity.role)?;
+                let access = crate::access::Access::new(role, identity.principal.clone());
+                self.credentials.put(key, generation, &identity, &access);
+                (identity, access)
+            }
+        };
         let store = self.tenant(&identity.tenant)?;
         Ok((identity, access, store))
     }

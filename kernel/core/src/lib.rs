@@ -23,6 +23,7 @@ pub mod audit;
 pub mod audit_verify;
 pub mod backup;
 pub mod clock;
+mod credential_cache;
 pub mod encoding;
 pub mod error;
 pub mod identity;

@@ -5,9 +5,10 @@
 //! sufficient for 160-bit random secrets (no password stretching needed).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::Rng;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -57,6 +58,43 @@ pub struct ApiKeyInfo {
 
 pub struct SystemStore {
     pub(crate) db: Database,
+    /// Moves on each time a write transaction of this database ends: what
+    /// was read from it under an earlier value may be out of date.
+    generation: AtomicU64,
+}
+
+/// A write transaction of the system database. However it ends (committed,
+/// dropped on an error), the store's generation moves on after it, so a
+/// caller that noted the generation before reading sees the change.
+pub(crate) struct SystemWrite<'a> {
+    txn: Option<WriteTransaction>,
+    generation: &'a AtomicU64,
+}
+
+impl SystemWrite<'_> {
+    pub(crate) fn commit(mut self) -> Result<()> {
+        if let Some(txn) = self.txn.take() {
+            txn.commit()?;
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for SystemWrite<'_> {
+    type Target = WriteTransaction;
+
+    fn deref(&self) -> &WriteTransaction {
+        // Only `commit`, which consumes the guard, takes the transaction.
+        self.txn.as_ref().expect("a system write is not used after its commit")
+    }
+}
+
+impl Drop for SystemWrite<'_> {
+    fn drop(&mut self) {
+        // After the transaction itself is gone (committed or aborted).
+        drop(self.txn.take());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 fn now_ms() -> i64 {
@@ -104,7 +142,18 @@ impl SystemStore {
         txn.open_table(ENABLEMENTS)?;
         crate::identity::create_tables(&txn)?;
         txn.commit()?;
-        Ok(SystemStore { db })
+        Ok(SystemStore { db, generation: AtomicU64::new(0) })
+    }
+
+    /// Starts a write; see [`SystemWrite`].
+    pub(crate) fn write(&self) -> Result<SystemWrite<'_>> {
+        Ok(SystemWrite { txn: Some(self.db.begin_write()?), generation: &self.generation })
+    }
+
+    /// The current generation: read it before reading records whose
+    /// derived form is kept, and keep that form only while it is unchanged.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The system database, for whole-file work such as backups.
@@ -115,7 +164,7 @@ impl SystemStore {
     pub fn create_tenant(&self, name: &str) -> Result<TenantInfo> {
         check_tenant_name(name)?;
         let info = TenantInfo { id: TenantId::generate(), name: name.to_string(), created_at: now_ms(), suspended_at: None };
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         {
             let mut names = txn.open_table(TENANT_NAMES)?;
             if names.get(name)?.is_some() {
@@ -201,7 +250,7 @@ impl SystemStore {
             user,
             last_used_at: None,
         };
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         {
             let bytes = serde_json::to_vec(&info).map_err(|e| Error::internal(e.to_string()))?;
             txn.open_table(API_KEYS)?.insert(prefix.as_str(), bytes.as_slice())?;
@@ -252,7 +301,7 @@ impl SystemStore {
     /// different bytes under an existing `id@version` are a conflict.
     pub fn install_plugin(&self, plugin: &InstalledPlugin, wasm: &[u8]) -> Result<bool> {
         let key = format!("{}@{}", plugin.id, plugin.version);
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         {
             let mut plugins = txn.open_table(PLUGINS)?;
             if let Some(existing) = plugins.get(key.as_str())? {
@@ -306,7 +355,7 @@ impl SystemStore {
     /// Removes an installed version; refused while any tenant uses it.
     pub fn uninstall_plugin(&self, id: &str, version: &str) -> Result<()> {
         let key = format!("{id}@{version}");
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         {
             let enablements = txn.open_table(ENABLEMENTS)?;
             for entry in enablements.iter()? {
@@ -335,7 +384,7 @@ impl SystemStore {
     }
 
     pub fn set_enablement(&self, tenant: &TenantId, enablement: &Enablement) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         {
             let key = enablement_key(tenant, &enablement.plugin);
             txn.open_table(ENABLEMENTS)?.insert(key.as_str(), to_json(enablement)?.as_slice())?;
@@ -345,7 +394,7 @@ impl SystemStore {
     }
 
     pub fn remove_enablement(&self, tenant: &TenantId, plugin: &str) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write()?;
         txn.open_table(ENABLEMENTS)?.remove(enablement_key(tenant, plugin).as_str())?;
         txn.commit()?;
         Ok(())
