@@ -194,6 +194,18 @@ impl PluginHost {
         }
     }
 
+    /// Runs an after-commit delivery or a timer: no request behind it, its
+    /// writes left to the tenant's next durable commit, nothing returned.
+    fn run_effects(
+        &self,
+        tenant: &TenantId,
+        store: &Arc<TenantStore>,
+        prepared: &Prepared,
+        f: impl FnOnce(&Plugin<'_>, &mut wasmtime::Store<HostState>) -> wasmtime::Result<std::result::Result<(), String>>,
+    ) -> std::result::Result<(), String> {
+        self.run(Writes::Deferred, tenant, store, prepared, Phase::Effects, None, f, |_| 0)
+    }
+
     /// Runs one export in a fresh instance and books the outcome; `writes`
     /// says when the call's writes become durable.
     #[allow(clippy::too_many_arguments)]
@@ -939,16 +951,7 @@ fn deliver(
             }
         };
         let context = host.context(tenant, plugin, &Actor::system(), None);
-        let result = host.run(
-            Writes::Deferred,
-            tenant,
-            store,
-            &prepared,
-            Phase::Effects,
-            None,
-            |instance, wasm_store| instance.call_after_commit(wasm_store, &context, &wire),
-            |_| 0,
-        );
+        let result = host.run_effects(tenant, store, &prepared, |instance, wasm_store| instance.call_after_commit(wasm_store, &context, &wire));
         match result {
             Ok(()) => {
                 attempts.remove(&key);
@@ -1013,16 +1016,8 @@ fn fire_timers(
         }
         let Ok(prepared) = host.prepare(plugin) else { continue };
         let context = host.context(tenant, plugin, &Actor::system(), None);
-        let result = host.run(
-            Writes::Deferred,
-            tenant,
-            store,
-            &prepared,
-            Phase::Effects,
-            None,
-            |instance, wasm_store| instance.call_on_timer(wasm_store, &context, &timer.key, &timer.payload),
-            |_| 0,
-        );
+        let result =
+            host.run_effects(tenant, store, &prepared, |instance, wasm_store| instance.call_on_timer(wasm_store, &context, &timer.key, &timer.payload));
         let done = Effect::TimerCancel { plugin: timer.plugin.clone(), key: timer.key.clone(), only_at: Some(timer.at) };
         let effects = match result {
             Ok(()) => {
