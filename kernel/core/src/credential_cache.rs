@@ -48,7 +48,9 @@ impl CredentialCache {
     pub(crate) fn put(&self, key: [u8; 32], generation: u64, identity: &Identity, access: &Access) {
         let mut entries = self.lock();
         if entries.len() >= CAPACITY && !entries.contains_key(&key) {
-            entries.retain(|_, entry| entry.generation == generation);
+            // Only entries of the newest generation can still serve.
+            let newest = entries.values().map(|entry| entry.generation).fold(generation, u64::max);
+            entries.retain(|_, entry| entry.generation == newest);
             if entries.len() >= CAPACITY {
                 entries.clear();
             }

@@ -757,7 +757,7 @@ impl SystemStore {
             *last = now;
         }
         let result = (|| -> Result<()> {
-            let txn = self.write()?;
+            let txn = self.write_last_use()?;
             {
                 let mut keys = txn.open_table(crate::system::API_KEYS)?;
                 let info: Option<ApiKeyInfo> = keys.get(prefix)?.map(|bytes| from_json(bytes.value())).transpose()?;

@@ -205,7 +205,9 @@ impl Kernel {
         // Noted before reading: a write landing meanwhile leaves the entry
         // made from these reads unused.
         let generation = self.system.generation();
-        let (identity, access) = match self.credentials.get(&key, generation, now_ms()) {
+        // The clock sessions are checked against (a dev clock may run ahead);
+        // never later than the one keys are checked against.
+        let (identity, access) = match self.credentials.get(&key, generation, crate::clock::now_ms()) {
             Some(known) => {
                 if let crate::identity::Credential::ApiKey { prefix } = &known.0.credential {
                     self.system.touch_api_key(prefix);

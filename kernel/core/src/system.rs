@@ -68,7 +68,8 @@ pub struct SystemStore {
 /// caller that noted the generation before reading sees the change.
 pub(crate) struct SystemWrite<'a> {
     txn: Option<WriteTransaction>,
-    generation: &'a AtomicU64,
+    /// None for a write that changes nothing an identity is made of.
+    generation: Option<&'a AtomicU64>,
 }
 
 impl SystemWrite<'_> {
@@ -93,7 +94,9 @@ impl Drop for SystemWrite<'_> {
     fn drop(&mut self) {
         // After the transaction itself is gone (committed or aborted).
         drop(self.txn.take());
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(generation) = self.generation {
+            generation.fetch_add(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -147,7 +150,14 @@ impl SystemStore {
 
     /// Starts a write; see [`SystemWrite`].
     pub(crate) fn write(&self) -> Result<SystemWrite<'_>> {
-        Ok(SystemWrite { txn: Some(self.db.begin_write()?), generation: &self.generation })
+        Ok(SystemWrite { txn: Some(self.db.begin_write()?), generation: Some(&self.generation) })
+    }
+
+    /// A write that leaves the generation as it is, for what no identity is
+    /// made of: when an API key was last used, which would otherwise set
+    /// every kept identity aside once a minute per key in use.
+    pub(crate) fn write_last_use(&self) -> Result<SystemWrite<'_>> {
+        Ok(SystemWrite { txn: Some(self.db.begin_write()?), generation: None })
     }
 
     /// The current generation: read it before reading records whose

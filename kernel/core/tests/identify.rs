@@ -5,7 +5,7 @@
 //! the change meets a token the kernel already knows.
 
 use crm_core::access::Role;
-use crm_core::identity::NewUser;
+use crm_core::identity::{NewUser, SecondFactor};
 use crm_core::{ErrorKind, Kernel, StoreOptions, TenantId};
 
 fn kernel() -> (tempfile::TempDir, Kernel, TenantId) {
@@ -15,9 +15,8 @@ fn kernel() -> (tempfile::TempDir, Kernel, TenantId) {
     (dir, kernel, tenant.id)
 }
 
-/// Resolves `token` several times: the first use records when the key was
-/// used (a write of the system database), the next ones are answered from
-/// what the kernel keeps.
+/// Resolves `token` several times: the first use reads the system
+/// database, the next ones are answered from what the kernel keeps.
 fn use_a_few_times(kernel: &Kernel, token: &str) {
     for _ in 0..3 {
         kernel.identify(token).expect("the token is accepted");
@@ -59,17 +58,20 @@ fn a_changed_role_applies_to_the_next_request() {
     assert!(kernel.identify(&key).expect("accepted").1.role.admin, "the role's new grants apply");
 }
 
-#[test]
-fn a_disabled_users_key_is_refused_at_once() {
-    let (_dir, kernel, tenant) = kernel();
-    let new = NewUser {
+fn eve() -> NewUser {
+    NewUser {
         email: "eve@example.com".into(),
         name: "Eve".into(),
         role: "sales".into(),
         team: None,
         password: Some("a long enough password".into()),
-    };
-    let (user, _) = kernel.system().create_user(&tenant, new).expect("user");
+    }
+}
+
+#[test]
+fn a_disabled_users_key_is_refused_at_once() {
+    let (_dir, kernel, tenant) = kernel();
+    let (user, _) = kernel.system().create_user(&tenant, eve()).expect("user");
     let (_, key) = kernel.system().create_api_key_with(&tenant, "eve's key", "sales", None, Some(user.id)).expect("key");
     use_a_few_times(&kernel, &key);
     kernel.system().disable_user(&tenant, user.id).expect("disable");
@@ -90,7 +92,7 @@ fn a_suspended_tenants_keys_are_refused_until_it_resumes() {
 #[test]
 fn a_key_stops_working_at_its_expiry_without_any_write() {
     let (_dir, kernel, tenant) = kernel();
-    let expires_at = now_ms() + 400;
+    let expires_at = now_ms() + 1500;
     let (_, key) = kernel.system().create_api_key_with(&tenant, "short", "sales", Some(expires_at), None).expect("key");
     use_a_few_times(&kernel, &key);
     // Waiting for the clock is the point here, not synchronisation.
@@ -110,4 +112,22 @@ fn a_wrong_secret_with_a_known_prefix_is_refused() {
     let last = forged.pop().expect("a key is not empty");
     forged.push(if last == 'a' { 'b' } else { 'a' });
     assert_eq!(refused(&kernel, &forged), ErrorKind::Unauthenticated);
+}
+
+#[test]
+fn a_session_is_refused_at_once_after_sign_out_and_its_users_other_sessions_when_disabled() {
+    let (_dir, kernel, tenant) = kernel();
+    let (user, _) = kernel.system().create_user(&tenant, eve()).expect("user");
+    let sign_in = || kernel.system().login(&tenant, "eve@example.com", "a long enough password", &SecondFactor::default()).expect("sign in");
+    let (first, second) = (sign_in(), sign_in());
+    use_a_few_times(&kernel, &first.token);
+    use_a_few_times(&kernel, &second.token);
+    let crm_core::identity::Credential::Session { hash, .. } = kernel.identify(&first.token).expect("accepted").0.credential else {
+        panic!("a session token stands for a session");
+    };
+    kernel.system().revoke_session(&hash).expect("sign out");
+    assert_eq!(refused(&kernel, &first.token), ErrorKind::Unauthenticated);
+    kernel.identify(&second.token).expect("the other session goes on");
+    kernel.system().disable_user(&tenant, user.id).expect("disable");
+    assert_eq!(refused(&kernel, &second.token), ErrorKind::Unauthenticated);
 }
