@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, Notify};
 
-use crate::support::{Server, TIMEOUT, crm, data_dir, stderr, stdout};
+use crate::support::{Server, TIMEOUT, command, crm, data_dir, stderr, stdout};
 
 const WRITERS: usize = 8;
 const ACKS_BEFORE_KILL: usize = 400;
@@ -115,4 +115,44 @@ async fn acknowledged_writes_survive_kill_9() {
         assert_eq!(exported.get(id), Some(email), "acknowledged contact {id} missing from the export");
     }
     assert_eq!(exported.values().filter(|email| *email == "after@durable.example").count(), 1);
+}
+
+/// SIGTERM while the server is still starting (here: installing the bundled
+/// plugins on a fresh data directory, right after it wrote the admin key)
+/// ends it cleanly once it is up: it exits with status 0 rather than being
+/// killed by the signal, which would leave its files to be repaired, and the
+/// data directory serves again.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigterm_during_start_up_ends_the_server_cleanly() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = data_dir();
+    let mut child = command()
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn crm serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let created = async {
+        while let Some(line) = lines.next_line().await.expect("read server stdout") {
+            if line.starts_with("created tenant") {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(tokio::time::timeout(TIMEOUT, created).await.expect("no tenant created in time"), "the server exited before creating its tenant");
+    let pid = child.id().expect("the server runs").to_string();
+    let sent = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.expect("run kill");
+    assert!(sent.success(), "kill -TERM failed");
+    // Keep reading so the server never blocks on its output.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let status = tokio::time::timeout(TIMEOUT, child.wait()).await.expect("the server did not stop").expect("wait for the server");
+    assert!(status.success(), "the server did not end cleanly: {status:?}");
+    let server = Server::start_in(dir.path(), &[]).await;
+    server.ok("{ __typename }", json!({})).await;
 }

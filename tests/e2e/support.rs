@@ -41,7 +41,7 @@ const CRM_ENV: [&str; 15] = [
     "CRM_QUERY_PLANS",
 ];
 
-fn command() -> Command {
+pub fn command() -> Command {
     let mut command = Command::new(CRM);
     for name in CRM_ENV {
         command.env_remove(name);
