@@ -1,9 +1,10 @@
 //! Bearer tokens already resolved, so that a request does not read the
 //! system database three times (key or session, tenant, role) to learn who
 //! is calling. An entry serves only while the system database is at the
-//! generation it was read at — any write there (a revoked key, a changed
-//! role, a disabled user, a suspended or deleted tenant) moves it on — and
-//! only before the credential's own expiry.
+//! generation it was read at — every write there that can change an
+//! identity (a revoked key, a changed role, a disabled user, a suspended or
+//! deleted tenant; all but the record of a key's last use) moves it on —
+//! and only before the credential's own expiry.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};

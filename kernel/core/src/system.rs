@@ -65,7 +65,8 @@ pub struct SystemStore {
 
 /// A write transaction of the system database. However it ends (committed,
 /// dropped on an error), the store's generation moves on after it, so a
-/// caller that noted the generation before reading sees the change.
+/// caller that noted the generation before reading sees the change; only
+/// the record of a key's last use (`write_last_use`) leaves it as it is.
 pub(crate) struct SystemWrite<'a> {
     txn: Option<WriteTransaction>,
     /// None for a write that changes nothing an identity is made of.
